@@ -9,10 +9,13 @@
 //! - A write is acknowledged only once durable: it survives `kill -9` of the process.
 //! - `watch(prefix, rev)` delivers, in revision order, every event with revision > `rev` under
 //!   `prefix`, then live events. A `rev` older than the retained window fails with `Compacted`.
+//!   `rev` 0 means "from now": no replay (the API server resolves resourceVersion "0" itself).
 
+#[cfg(test)]
+mod contract;
 mod redb;
 
-pub use self::redb::RedbStore;
+pub use self::redb::{RedbOptions, RedbStore};
 
 use tokio::sync::mpsc;
 
@@ -70,6 +73,8 @@ pub enum StoreError {
         expected: u64,
         actual: u64,
     },
+    /// `oldest` is the oldest revision whose event can still be delivered, so watching from
+    /// `oldest - 1` works. Kubernetes words it "too old resource version: R (oldest - 1)".
     #[error("revision {requested} has been compacted; oldest retained is {oldest}")]
     Compacted { requested: u64, oldest: u64 },
     #[error("store backend: {0}")]
@@ -97,7 +102,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = Result<ListResult, StoreError>> + Send;
 
     /// Writes a new key; returns its revision.
-    fn create(&self, key: &str, value: Vec<u8>) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    fn create(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     /// Replaces a key whose `mod_revision` is `expected_revision`; returns the new revision.
     fn update(

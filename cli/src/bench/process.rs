@@ -1,0 +1,112 @@
+//! Child processes the benchmarks start and measure: a fresh `skiff up` and a peer etcd.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+/// A child process killed (and its data directory removed) on drop.
+pub struct Server {
+    pub child: Child,
+    pub dir: PathBuf,
+    pub port: u16,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Server {
+    /// Resident memory in MiB, from /proc.
+    pub fn rss_mib(&self) -> anyhow::Result<f64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
+        let kib: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .context("no VmRSS in /proc status")?;
+        Ok(kib / 1024.0)
+    }
+}
+
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn temp_dir(prefix: &str) -> anyhow::Result<PathBuf> {
+    let dir =
+        std::env::temp_dir().join(format!("{prefix}-{}-{}", std::process::id(), free_port()?));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// Starts this binary's `skiff up` on a fresh data dir and waits for its kubeconfig.
+pub fn start_skiff() -> anyhow::Result<Server> {
+    let dir = temp_dir("skiff-bench")?;
+    let port = free_port()?;
+    let exe = std::env::current_exe()?;
+    let child = Command::new(exe)
+        .args(["up", "--data-dir"])
+        .arg(&dir)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env("SKIFF_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("starting skiff up")?;
+    let server = Server { child, dir, port };
+    wait_for(&server.dir.join("kubeconfig"))?;
+    Ok(server)
+}
+
+fn wait_for(path: &Path) -> anyhow::Result<()> {
+    let start = Instant::now();
+    while !path.exists() {
+        if start.elapsed() > Duration::from_secs(60) {
+            bail!("{} did not appear within 60 s", path.display());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+/// Starts Debian's etcd on loopback (the peer store).
+pub fn start_etcd() -> anyhow::Result<Server> {
+    let etcd = ["/usr/bin/etcd", "/usr/local/bin/etcd"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .context("etcd is not installed: apt-get install etcd-server")?;
+    let dir = temp_dir("skiff-bench-etcd")?;
+    let port = free_port()?;
+    let peer = free_port()?;
+    let child = Command::new(etcd)
+        .args(["--name", "bench", "--data-dir"])
+        .arg(dir.join("data"))
+        .args(["--listen-client-urls", &format!("http://127.0.0.1:{port}")])
+        .args([
+            "--advertise-client-urls",
+            &format!("http://127.0.0.1:{port}"),
+        ])
+        .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
+        .args([
+            "--initial-advertise-peer-urls",
+            &format!("http://127.0.0.1:{peer}"),
+        ])
+        .args([
+            "--initial-cluster",
+            &format!("bench=http://127.0.0.1:{peer}"),
+        ])
+        .args(["--log-level", "error"])
+        .env("ETCD_UNSUPPORTED_ARCH", std::env::consts::ARCH)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting etcd")?;
+    Ok(Server { child, dir, port })
+}

@@ -1,0 +1,60 @@
+//! Controllers of the control plane. Each is an API client (the `kube` crate) over loopback,
+//! never a store caller, so the same code runs in or out of the API server's process.
+
+pub mod garbage_collector;
+pub mod namespace;
+
+use kube::Client;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::discovery::ApiResource;
+use skiff_api::ResourceInfo;
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    #[error("kubeconfig: {0}")]
+    Kubeconfig(#[from] kube::config::KubeconfigError),
+    #[error("API client: {0}")]
+    Client(#[from] kube::Error),
+}
+
+/// A client authenticated as the control plane, from an in-memory kubeconfig.
+pub async fn client(kubeconfig: &str) -> Result<Client, ControllerError> {
+    let kubeconfig = Kubeconfig::from_yaml(kubeconfig)?;
+    let config =
+        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+    Ok(Client::try_from(config)?)
+}
+
+/// The dynamic-client description of a registry resource.
+pub fn api_resource(info: &ResourceInfo) -> ApiResource {
+    ApiResource {
+        group: info.group.to_string(),
+        version: info.version.to_string(),
+        api_version: info.api_version(),
+        kind: info.kind.to_string(),
+        plural: info.plural.to_string(),
+    }
+}
+
+/// Starts every controller; each runs until `shutdown`.
+pub async fn start(kubeconfig: &str, shutdown: CancellationToken) -> Result<(), ControllerError> {
+    let client = client(kubeconfig).await?;
+    let gc = garbage_collector::GarbageCollector::new(client.clone());
+    let sd = shutdown.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = sd.cancelled() => {}
+            _ = gc.run() => warn!("garbage collector stopped"),
+        }
+    });
+    let sd = shutdown.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = sd.cancelled() => {}
+            _ = namespace::run(client) => warn!("namespace controller stopped"),
+        }
+    });
+    Ok(())
+}
