@@ -15,8 +15,9 @@ use tracing::{debug, warn};
 
 use crate::store::{self, Store, StoreError};
 
-/// Events kept per resource for clients resuming a watch.
-const WINDOW: usize = 2048;
+/// Events kept per resource for clients resuming a watch (Kubernetes' default is 100; clients
+/// resuming from older revisions re-list after a 410).
+const WINDOW: usize = 256;
 /// Live events buffered per subscriber before it is cut off (it must then re-watch).
 const SUBSCRIBER_BUFFER: usize = 4096;
 

@@ -23,7 +23,10 @@ pub struct ApiReport {
     pub p99_ms: f64,
     pub etcd_puts_per_s: f64,
     pub etcd_p99_ms: f64,
+    /// Resident memory of the fresh server after idling `idle_seconds`.
     pub idle_rss_mib: f64,
+    /// Resident memory after the creates (holding `count` ConfigMaps).
+    pub loaded_rss_mib: f64,
 }
 
 impl ApiReport {
@@ -117,6 +120,8 @@ pub async fn run(count: usize, concurrency: usize, idle_seconds: u64) -> anyhow:
     let skiff = start_skiff()?;
     let client = client_for(&skiff).await?;
     wait_ready(&client).await?;
+    tokio::time::sleep(Duration::from_secs(idle_seconds)).await;
+    let idle_rss_mib = skiff.rss_mib()?;
     let api: Api<ConfigMap> = Api::namespaced(client, "default");
     let (creates_per_s, latencies) = timed(count, concurrency, |i| {
         let api = api.clone();
@@ -158,9 +163,7 @@ pub async fn run(count: usize, concurrency: usize, idle_seconds: u64) -> anyhow:
     })
     .await?;
     drop(etcd);
-
-    tokio::time::sleep(Duration::from_secs(idle_seconds)).await;
-    let idle_rss_mib = skiff.rss_mib()?;
+    let loaded_rss_mib = skiff.rss_mib()?;
     Ok(ApiReport {
         count,
         concurrency,
@@ -170,5 +173,6 @@ pub async fn run(count: usize, concurrency: usize, idle_seconds: u64) -> anyhow:
         etcd_puts_per_s,
         etcd_p99_ms: percentile_ms(&etcd_latencies, 99.0),
         idle_rss_mib,
+        loaded_rss_mib,
     })
 }

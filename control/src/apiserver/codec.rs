@@ -123,6 +123,17 @@ fn decode_component(s: &str) -> String {
 pub enum Output {
     Json,
     Table(IncludeObject),
+    /// `as=PartialObjectMetadata` (objects) / `as=PartialObjectMetadataList` (lists): metadata only.
+    Metadata,
+}
+
+/// The `PartialObjectMetadata` of an object.
+pub fn partial_metadata(obj: &Value) -> Value {
+    serde_json::json!({
+        "kind": "PartialObjectMetadata",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": obj.get("metadata").cloned().unwrap_or_else(|| serde_json::json!({})),
+    })
 }
 
 /// Picks the first acceptable media type of the `Accept` header, as Kubernetes' negotiation does.
@@ -146,8 +157,16 @@ pub fn output(headers: &HeaderMap, query: &Query) -> Result<Output, ApiError> {
                     }
                     continue;
                 }
+                if matches!(
+                    param("as"),
+                    Some("PartialObjectMetadata" | "PartialObjectMetadataList")
+                ) && param("g") == Some("meta.k8s.io")
+                    && matches!(param("v"), Some("v1" | "v1beta1"))
+                {
+                    return Ok(Output::Metadata);
+                }
                 if param("as").is_some() {
-                    // PartialObjectMetadata and other transformations are not served; try the next type.
+                    // Other transformations are not served; try the next type.
                     continue;
                 }
                 return Ok(Output::Json);
@@ -156,7 +175,7 @@ pub fn output(headers: &HeaderMap, query: &Query) -> Result<Output, ApiError> {
         }
     }
     Err(ApiError::not_acceptable(format!(
-        "only the following media types are accepted: application/json, application/yaml, application/json;as=Table;v=v1;g=meta.k8s.io; got {accept}"
+        "only the following media types are accepted: application/json, application/yaml, application/json;as=Table;v=v1;g=meta.k8s.io, application/json;as=PartialObjectMetadata;v=v1;g=meta.k8s.io; got {accept}"
     )))
 }
 

@@ -37,6 +37,8 @@ impl Encoder {
     fn event(&mut self, kind: &str, object: &Value) -> Bytes {
         let object = match self.output {
             Output::Json => object.clone(),
+            Output::Metadata if kind != "ERROR" => super::codec::partial_metadata(object),
+            Output::Metadata => object.clone(),
             Output::Table(include) if kind != "BOOKMARK" && kind != "ERROR" => {
                 let rv = objects::meta_str(object, "resourceVersion")
                     .unwrap_or("")

@@ -167,6 +167,12 @@ impl GarbageCollector {
                 api.delete(&node.name, &dp).await.map(|_| ())
             }
             Step::SetOwners { owners, .. } => {
+                // An empty list is no list, as Kubernetes serialises it.
+                let owners = if owners.is_empty() {
+                    serde_json::Value::Null
+                } else {
+                    json!(owners)
+                };
                 let patch = json!({"metadata": {"ownerReferences": owners, "resourceVersion": node.resource_version}});
                 api.patch(&node.name, &PatchParams::default(), &Patch::Merge(&patch))
                     .await

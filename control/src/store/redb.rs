@@ -35,14 +35,19 @@ const RECORD_HEADER: usize = 16;
 
 #[derive(Debug, Clone)]
 pub struct RedbOptions {
-    /// How many recent events stay in memory for watches to resume from.
+    /// How many recent events stay in memory for watches to resume from. The API server's
+    /// watch cache keeps its own window, so this one only bridges a watch cache's restart.
     pub retained_events: usize,
+    /// Upper bound of redb's page cache: the operating system's page cache serves the rest,
+    /// and a small control plane should stay small.
+    pub cache_bytes: usize,
 }
 
 impl Default for RedbOptions {
     fn default() -> Self {
         Self {
-            retained_events: 10_000,
+            retained_events: 1_024,
+            cache_bytes: 8 * 1024 * 1024,
         }
     }
 }
@@ -128,7 +133,12 @@ impl RedbStore {
                 source,
             })?;
         }
-        let db = Arc::new(Database::create(path).map_err(db_err)?);
+        let db = Arc::new(
+            Database::builder()
+                .set_cache_size(options.cache_bytes)
+                .create(path)
+                .map_err(db_err)?,
+        );
         let revision = init_tables(&db)?;
         info!(path = %path.display(), revision, "opened redb store");
 

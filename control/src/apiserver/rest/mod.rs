@@ -155,6 +155,7 @@ pub(crate) fn respond(
 ) -> Result<Response, ApiError> {
     match output {
         Output::Json => Ok(codec::json(code, &obj)),
+        Output::Metadata => Ok(codec::json(code, &codec::partial_metadata(&obj))),
         Output::Table(include) => {
             let rv = objects::meta_str(&obj, "resourceVersion")
                 .unwrap_or("")
@@ -314,6 +315,12 @@ async fn list<S: Store>(
             "apiVersion": rp.info.api_version(),
             "metadata": list_meta,
             "items": items,
+        }),
+        Output::Metadata => json!({
+            "kind": "PartialObjectMetadataList",
+            "apiVersion": "meta.k8s.io/v1",
+            "metadata": list_meta,
+            "items": items.iter().map(codec::partial_metadata).collect::<Vec<_>>(),
         }),
         Output::Table(include) => printers::table(
             rp.info,

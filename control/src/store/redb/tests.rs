@@ -13,7 +13,14 @@ use crate::store::contract::{Fixture, next_event, store_contract_tests};
 async fn fixture(retained_events: usize) -> Fixture<RedbStore> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store.redb");
-    let store = RedbStore::open(&path, RedbOptions { retained_events }).unwrap();
+    let store = RedbStore::open(
+        &path,
+        RedbOptions {
+            retained_events,
+            ..RedbOptions::default()
+        },
+    )
+    .unwrap();
     Fixture::new(store, dir)
 }
 
