@@ -52,6 +52,10 @@ impl ApiReport {
             "  idle RSS MiB        {:>10.1}   (target <= 40)",
             self.idle_rss_mib
         );
+        println!(
+            "  loaded RSS MiB      {:>10.1}   (holding {} ConfigMaps)",
+            self.loaded_rss_mib, self.count
+        );
     }
 }
 

@@ -46,6 +46,17 @@ pub fn json(code: StatusCode, value: &Value) -> Response {
     resp
 }
 
+/// Adds RFC 7234 `Warning` headers (code 299), which kubectl prints as `Warning: ...`.
+pub fn with_warnings(mut resp: Response, warnings: &[String]) -> Response {
+    for w in warnings {
+        let escaped = w.replace('\\', "\\\\").replace('"', "\\\"");
+        if let Ok(v) = HeaderValue::from_str(&format!("299 - \"{escaped}\"")) {
+            resp.headers_mut().append(header::WARNING, v);
+        }
+    }
+    resp
+}
+
 /// Query parameters by name (the last value wins for repeated keys).
 pub struct Query(HashMap<String, String>);
 

@@ -16,6 +16,7 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use futures::FutureExt;
 use serde_json::{Value, json};
 use skiff_api::{ApiError, discovery, openapi};
 use tracing::{Instrument, info_span};
@@ -61,9 +62,25 @@ impl<S: Store> ApiServer<S> {
     async fn handle(self: Arc<Self>, req: Request) -> Response {
         let span = info_span!("request", method = %req.method(), path = %req.uri().path());
         async move {
-            match self.route(req).await {
-                Ok(resp) => resp,
-                Err(e) => ErrorResponse(e).into_response(),
+            // A bug must cost one request a 500, never the server or the connection.
+            match std::panic::AssertUnwindSafe(self.route(req))
+                .catch_unwind()
+                .await
+            {
+                Ok(Ok(resp)) => resp,
+                Ok(Err(e)) => ErrorResponse(e).into_response(),
+                Err(panic) => {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    tracing::error!(panic = %what, "request handler panicked");
+                    ErrorResponse(ApiError::internal(
+                        "the server could not handle the request",
+                    ))
+                    .into_response()
+                }
             }
         }
         .instrument(span)

@@ -13,8 +13,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Client;
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PropagationPolicy};
+use kube::api::{
+    Api, DeleteParams, DynamicObject, PartialObjectMeta, Patch, PatchParams, PropagationPolicy,
+};
 use kube::runtime::watcher::{self, Event};
 use serde_json::json;
 use skiff_api::ResourceInfo;
@@ -42,6 +45,10 @@ struct GraphNode {
 
 #[derive(Default)]
 struct Graph {
+    /// Every object by uid: an owner exists while its uid is here.
+    known: HashMap<String, &'static ResourceInfo>,
+    /// Only the objects the collector may act on: those with owners, or being deleted. Sweeps
+    /// walk these, so a cluster of many ownerless objects costs nothing per sweep.
     nodes: HashMap<String, GraphNode>,
     /// Resources whose initial list has not arrived: until all have, absence proves nothing.
     unsynced: HashSet<String>,
@@ -70,6 +77,16 @@ enum Step {
     },
 }
 
+impl Step {
+    fn uid(&self) -> &str {
+        match self {
+            Step::Delete { uid, .. }
+            | Step::SetOwners { uid, .. }
+            | Step::RemoveFinalizer { uid, .. } => uid,
+        }
+    }
+}
+
 impl GarbageCollector {
     pub fn new(client: Client) -> Self {
         Self {
@@ -90,11 +107,13 @@ impl GarbageCollector {
                 .unwrap_or_else(|p| p.into_inner())
                 .unsynced
                 .insert(key.clone());
-            let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &api_resource(info));
+            let api: Api<PartialObjectMeta<DynamicObject>> =
+                Api::all_with(self.client.clone(), &api_resource(info));
             let graph = self.graph.clone();
             let changed = self.changed.clone();
             tokio::spawn(
                 async move {
+                    // Metadata is all the collector reads.
                     let mut stream = watcher::watcher(api, watcher::Config::default()).boxed();
                     let mut listing: HashSet<String> = HashSet::new();
                     while let Some(ev) = stream.next().await {
@@ -122,7 +141,13 @@ impl GarbageCollector {
                 if !graph.unsynced.is_empty() {
                     continue;
                 }
-                (plan(&graph.nodes), graph.nodes.clone())
+                let steps = plan(&graph.nodes, &graph.known);
+                let targets: HashMap<String, GraphNode> = steps
+                    .iter()
+                    .filter_map(|s| graph.nodes.get_key_value(s.uid()))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                (steps, targets)
             };
             for step in steps {
                 if let Err(e) = self.take(&step, &nodes).await {
@@ -137,11 +162,7 @@ impl GarbageCollector {
         step: &Step,
         nodes: &HashMap<String, GraphNode>,
     ) -> Result<(), kube::Error> {
-        let uid = match step {
-            Step::Delete { uid, .. }
-            | Step::SetOwners { uid, .. }
-            | Step::RemoveFinalizer { uid, .. } => uid,
-        };
+        let uid = step.uid();
         let Some(node) = nodes.get(uid) else {
             return Ok(());
         };
@@ -161,7 +182,7 @@ impl GarbageCollector {
                     ..Default::default()
                 };
                 dp.preconditions = Some(kube::api::Preconditions {
-                    uid: Some(uid.clone()),
+                    uid: Some(uid.to_string()),
                     resource_version: None,
                 });
                 api.delete(&node.name, &dp).await.map(|_| ())
@@ -195,8 +216,7 @@ impl GarbageCollector {
     }
 }
 
-fn node_of(info: &'static ResourceInfo, obj: &DynamicObject) -> Option<(String, GraphNode)> {
-    let meta = &obj.metadata;
+fn node_of(info: &'static ResourceInfo, meta: &ObjectMeta) -> Option<(String, GraphNode)> {
     let uid = meta.uid.clone()?;
     let owners = meta
         .owner_references
@@ -222,20 +242,26 @@ fn apply_event(
     graph: &Mutex<Graph>,
     info: &'static ResourceInfo,
     key: &str,
-    ev: Event<DynamicObject>,
+    ev: Event<PartialObjectMeta<DynamicObject>>,
     listing: &mut HashSet<String>,
 ) {
     let mut graph = graph.lock().unwrap_or_else(|p| p.into_inner());
     match ev {
         Event::Apply(obj) | Event::InitApply(obj) => {
-            if let Some((uid, node)) = node_of(info, &obj) {
+            if let Some((uid, node)) = node_of(info, &obj.metadata) {
                 listing.insert(uid.clone());
-                graph.nodes.insert(uid, node);
+                graph.known.insert(uid.clone(), info);
+                if node.owners.is_empty() && !node.deleting {
+                    graph.nodes.remove(&uid);
+                } else {
+                    graph.nodes.insert(uid, node);
+                }
             }
         }
         Event::Delete(obj) => {
             if let Some(uid) = obj.metadata.uid {
                 listing.remove(&uid);
+                graph.known.remove(&uid);
                 graph.nodes.remove(&uid);
             }
         }
@@ -244,15 +270,20 @@ fn apply_event(
             // Objects of this resource not in the fresh list were deleted while unwatched.
             let gvr = info.group_version_resource();
             graph
-                .nodes
-                .retain(|uid, n| n.info.group_version_resource() != gvr || listing.contains(uid));
+                .known
+                .retain(|uid, i| i.group_version_resource() != gvr || listing.contains(uid));
+            let Graph { known, nodes, .. } = &mut *graph;
+            nodes.retain(|uid, _| known.contains_key(uid));
             graph.unsynced.remove(key);
         }
     }
 }
 
 /// The steps the graph calls for. Pure, so the policy is tested without a cluster.
-fn plan(nodes: &HashMap<String, GraphNode>) -> Vec<Step> {
+fn plan(
+    nodes: &HashMap<String, GraphNode>,
+    known: &HashMap<String, &'static ResourceInfo>,
+) -> Vec<Step> {
     let mut dependents: HashMap<&str, Vec<&str>> = HashMap::new();
     for (uid, node) in nodes {
         for owner in &node.owners {
@@ -268,7 +299,7 @@ fn plan(nodes: &HashMap<String, GraphNode>) -> Vec<Step> {
             let live: Vec<serde_json::Value> = node
                 .owners
                 .iter()
-                .filter(|o| o["uid"].as_str().is_some_and(|u| nodes.contains_key(u)))
+                .filter(|o| o["uid"].as_str().is_some_and(|u| known.contains_key(u)))
                 .cloned()
                 .collect();
             if live.is_empty() {
@@ -338,6 +369,10 @@ fn plan(nodes: &HashMap<String, GraphNode>) -> Vec<Step> {
 mod tests {
     use super::*;
 
+    fn known_of(nodes: &HashMap<String, GraphNode>) -> HashMap<String, &'static ResourceInfo> {
+        nodes.iter().map(|(uid, n)| (uid.clone(), n.info)).collect()
+    }
+
     fn node(owners: &[&str], finalizers: &[&str], deleting: bool) -> GraphNode {
         GraphNode {
             info: skiff_api::registry::find("", "v1", "configmaps").unwrap(),
@@ -359,7 +394,7 @@ mod tests {
         nodes.insert("dep-of-gone".to_string(), node(&["gone"], &[], false));
         nodes.insert("owner".to_string(), node(&[], &[], false));
         nodes.insert("dep".to_string(), node(&["owner", "gone"], &[], false));
-        let steps = plan(&nodes);
+        let steps = plan(&nodes, &known_of(&nodes));
         assert!(steps.contains(&Step::Delete {
             uid: "dep-of-gone".into(),
             foreground: false
@@ -376,7 +411,7 @@ mod tests {
         nodes.insert("d1".to_string(), node(&["o1"], &[], false));
         nodes.insert("o2".to_string(), node(&[], &[FOREGROUND], true));
         nodes.insert("d2".to_string(), node(&["o2"], &[], false));
-        let steps = plan(&nodes);
+        let steps = plan(&nodes, &known_of(&nodes));
         assert!(steps.contains(&Step::SetOwners {
             uid: "d1".into(),
             owners: vec![]
@@ -392,7 +427,7 @@ mod tests {
         );
         nodes.remove("d1");
         nodes.remove("d2");
-        let steps = plan(&nodes);
+        let steps = plan(&nodes, &known_of(&nodes));
         assert!(steps.contains(&Step::RemoveFinalizer {
             uid: "o1".into(),
             finalizer: ORPHAN

@@ -275,8 +275,9 @@ impl Store for RedbStore {
     }
 
     async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
-        let key = key.to_owned();
-        self.read(move |db| get_at(db, &key)).await
+        // A point read is a few B-tree pages, almost always in redb's or the kernel's cache:
+        // running it in place costs less than the two thread hand-offs of the blocking pool.
+        get_at(&self.db, key)
     }
 
     async fn list(

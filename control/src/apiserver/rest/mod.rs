@@ -87,8 +87,9 @@ pub(crate) async fn serve<S: Store>(
             let headers = req.headers().clone();
             let body = codec::read_body(req.into_body()).await?;
             let value = codec::decode_body(&headers, &body)?;
+            let warnings = write::field_warnings(info, &value, &body, &opts);
             let (code, obj) = write::create(api, &rp, &opts, value, &body).await?;
-            respond(info, code, obj, output)
+            respond(info, code, obj, output).map(|r| codec::with_warnings(r, &warnings))
         }
         (&Method::POST, Some(name), Some("binding")) => {
             let headers = req.headers().clone();
@@ -101,8 +102,9 @@ pub(crate) async fn serve<S: Store>(
             let headers = req.headers().clone();
             let body = codec::read_body(req.into_body()).await?;
             let value = codec::decode_body(&headers, &body)?;
+            let warnings = write::field_warnings(info, &value, &body, &opts);
             let (code, obj) = write::replace(api, &rp, name, sub, &opts, value, &body).await?;
-            respond(info, code, obj, output)
+            respond(info, code, obj, output).map(|r| codec::with_warnings(r, &warnings))
         }
         (&Method::PUT, Some(name), Some("scale")) => {
             let headers = req.headers().clone();

@@ -109,16 +109,8 @@ fn check_type(info: &ResourceInfo, obj: &mut Value) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Unknown and duplicate fields, refused under `fieldValidation=Strict`.
-fn check_fields(
-    info: &ResourceInfo,
-    obj: &Value,
-    raw: &[u8],
-    opts: &WriteOptions,
-) -> Result<(), ApiError> {
-    if opts.field_validation != FieldValidation::Strict {
-        return Ok(());
-    }
+/// Unknown and duplicate fields of a request body.
+fn field_problems(info: &ResourceInfo, obj: &Value, raw: &[u8]) -> Vec<FieldError> {
     let mut causes: Vec<FieldError> = strict::unknown_fields(info, obj)
         .into_iter()
         .map(FieldError::unknown)
@@ -130,11 +122,41 @@ fn check_fields(
             format!("duplicate field \"{f}\""),
         )
     }));
+    causes
+}
+
+/// Under `fieldValidation=Strict`, unknown and duplicate fields refuse the request.
+fn check_fields(
+    info: &ResourceInfo,
+    obj: &Value,
+    raw: &[u8],
+    opts: &WriteOptions,
+) -> Result<(), ApiError> {
+    if opts.field_validation != FieldValidation::Strict {
+        return Ok(());
+    }
+    let causes = field_problems(info, obj, raw);
     if causes.is_empty() {
         Ok(())
     } else {
         Err(ApiError::strict_decoding(causes))
     }
+}
+
+/// Under `fieldValidation=Warn` (the default), the same problems become `Warning` headers.
+pub(crate) fn field_warnings(
+    info: &ResourceInfo,
+    obj: &Value,
+    raw: &[u8],
+    opts: &WriteOptions,
+) -> Vec<String> {
+    if opts.field_validation != FieldValidation::Warn {
+        return Vec::new();
+    }
+    field_problems(info, obj, raw)
+        .into_iter()
+        .map(|c| c.message)
+        .collect()
 }
 
 /// Decodes into the Kubernetes type and back: normalises the object and refuses wrong value types.
