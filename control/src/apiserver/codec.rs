@@ -206,6 +206,8 @@ pub fn decode_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> 
             ApiError::bad_request(format!("the object provided is unrecognized: json: {e}"))
         }),
         "application/yaml" | "application/apply-patch+yaml" => decode_yaml(body),
+        // kubectl's typed commands (`create configmap`, `create namespace`, ...) send protobuf.
+        skiff_api::protobuf::MEDIA_TYPE => skiff_api::protobuf::decode(body),
         other => Err(ApiError::unsupported_media_type(other)),
     }
 }
