@@ -1,5 +1,6 @@
 //! Objects every Kubernetes cluster has from its first start: the namespaces `default`,
-//! `kube-system`, `kube-public` and `kube-node-lease`, and the `kubernetes` Service in `default`.
+//! `kube-system`, `kube-public` and `kube-node-lease`, the `kubernetes` Service in `default`, and
+//! the `cluster-admin` ClusterRole bound to the `system:masters` group (the admin kubeconfig's).
 
 use serde_json::json;
 use skiff_api::{ApiError, registry};
@@ -38,5 +39,29 @@ pub async fn run<S: Store>(api: &ApiServer<S>) -> Result<(), ApiError> {
             "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}],
         },
     });
-    ensure_exists(api, services, Some("default"), kubernetes).await
+    ensure_exists(api, services, Some("default"), kubernetes).await?;
+
+    let bootstrap_meta = |name: &str| {
+        json!({"name": name,
+               "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"},
+               "annotations": {"rbac.authorization.kubernetes.io/autoupdate": "true"}})
+    };
+    let cluster_roles = find("rbac.authorization.k8s.io", "v1", "clusterroles")?;
+    let cluster_admin = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": bootstrap_meta("cluster-admin"),
+        "rules": [
+            {"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]},
+            {"nonResourceURLs": ["*"], "verbs": ["*"]},
+        ],
+    });
+    ensure_exists(api, cluster_roles, None, cluster_admin).await?;
+    let bindings = find("rbac.authorization.k8s.io", "v1", "clusterrolebindings")?;
+    let binding = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": bootstrap_meta("cluster-admin"),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:masters"}],
+    });
+    ensure_exists(api, bindings, None, binding).await
 }

@@ -101,12 +101,13 @@ impl ControlPlane {
             &config.server_url(),
             "skiff-controller",
         );
+        let ca_pem = pki.ca.cert_pem.clone();
         let serving = tokio::spawn({
             let router = api.router();
             let shutdown = shutdown.clone();
             async move { server::serve(listener, &pki, router, shutdown).await }
         });
-        controllers::start(&controller_kubeconfig, shutdown.clone()).await?;
+        controllers::start(&controller_kubeconfig, &ca_pem, shutdown.clone()).await?;
         api.set_ready();
         info!(listen = %config.listen, "API server ready");
         on_ready(&config);

@@ -3,6 +3,7 @@
 
 pub mod garbage_collector;
 pub mod namespace;
+pub mod namespace_defaults;
 
 use kube::Client;
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -38,23 +39,42 @@ pub fn api_resource(info: &ResourceInfo) -> ApiResource {
     }
 }
 
-/// Starts every controller; each runs until `shutdown`.
-pub async fn start(kubeconfig: &str, shutdown: CancellationToken) -> Result<(), ControllerError> {
+/// Runs one controller until `shutdown`.
+fn spawn(
+    name: &'static str,
+    shutdown: CancellationToken,
+    controller: impl Future<Output = ()> + Send + 'static,
+) {
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            _ = controller => warn!(controller = name, "controller stopped"),
+        }
+    });
+}
+
+/// Starts every controller; each runs until `shutdown`. `ca_pem` is the cluster CA that
+/// namespaces publish in their `kube-root-ca.crt` ConfigMap.
+pub async fn start(
+    kubeconfig: &str,
+    ca_pem: &str,
+    shutdown: CancellationToken,
+) -> Result<(), ControllerError> {
     let client = client(kubeconfig).await?;
-    let gc = garbage_collector::GarbageCollector::new(client.clone());
-    let sd = shutdown.clone();
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = sd.cancelled() => {}
-            _ = gc.run() => warn!("garbage collector stopped"),
-        }
-    });
-    let sd = shutdown.clone();
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = sd.cancelled() => {}
-            _ = namespace::run(client) => warn!("namespace controller stopped"),
-        }
-    });
+    spawn(
+        "garbage-collector",
+        shutdown.clone(),
+        garbage_collector::GarbageCollector::new(client.clone()).run(),
+    );
+    spawn(
+        "namespace",
+        shutdown.clone(),
+        namespace::run(client.clone()),
+    );
+    spawn(
+        "namespace-defaults",
+        shutdown,
+        namespace_defaults::run(client, ca_pem.to_string()),
+    );
     Ok(())
 }
