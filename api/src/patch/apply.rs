@@ -228,17 +228,28 @@ mod tests {
         c
     }
 
-    #[test]
-    fn apply_creates_with_an_exact_apply_entry() {
-        let out = server_side_apply(
+    /// kubectl's unforced apply of `config(replicas, image)` to `live` at `now`.
+    // ApiError is the API server's one error type, large or not.
+    #[allow(clippy::result_large_err)]
+    fn apply(
+        live: Option<&Value>,
+        replicas: Option<i64>,
+        image: &str,
+        now: &str,
+    ) -> Result<Value, ApiError> {
+        server_side_apply(
             deployments(),
-            None,
-            &config(Some(2), "nginx:1.25"),
+            live,
+            &config(replicas, image),
             "kubectl",
             false,
-            T1,
+            now,
         )
-        .unwrap();
+    }
+
+    #[test]
+    fn apply_creates_with_an_exact_apply_entry() {
+        let out = apply(None, Some(2), "nginx:1.25", T1).unwrap();
         assert_eq!(out["spec"]["replicas"], 2);
         assert_eq!(
             serde_json::to_string(&out["metadata"]["managedFields"]).unwrap(),
@@ -252,24 +263,8 @@ mod tests {
 
     #[test]
     fn identical_reapply_returns_the_live_object() {
-        let live = server_side_apply(
-            deployments(),
-            None,
-            &config(Some(2), "a"),
-            "kubectl",
-            false,
-            T1,
-        )
-        .unwrap();
-        let again = server_side_apply(
-            deployments(),
-            Some(&live),
-            &config(Some(2), "a"),
-            "kubectl",
-            false,
-            T2,
-        )
-        .unwrap();
+        let live = apply(None, Some(2), "a", T1).unwrap();
+        let again = apply(Some(&live), Some(2), "a", T2).unwrap();
         assert_eq!(again, live);
     }
 
@@ -284,15 +279,7 @@ mod tests {
             None,
             T1,
         );
-        let err = server_side_apply(
-            deployments(),
-            Some(&live),
-            &config(Some(3), "a"),
-            "kubectl",
-            false,
-            T2,
-        )
-        .unwrap_err();
+        let err = apply(Some(&live), Some(3), "a", T2).unwrap_err();
         assert_eq!(err.code, 409);
         assert_eq!(
             err.message,
@@ -305,15 +292,7 @@ mod tests {
             json!([{"reason":"FieldManagerConflict","message":"conflict with \"kubectl-client-side-apply\" using apps/v1","field":".spec.replicas"}])
         );
         // Same values are shared ownership, not a conflict.
-        let shared = server_side_apply(
-            deployments(),
-            Some(&live),
-            &config(Some(1), "a"),
-            "kubectl",
-            false,
-            T2,
-        )
-        .unwrap();
+        let shared = apply(Some(&live), Some(1), "a", T2).unwrap();
         assert_eq!(
             shared["metadata"]["managedFields"]
                 .as_array()
@@ -346,15 +325,7 @@ mod tests {
     fn several_conflicts_are_listed_per_manager() {
         let mut live = config(Some(1), "a");
         record_update(deployments(), None, &mut live, "kubectl-create", None, T1);
-        let err = server_side_apply(
-            deployments(),
-            Some(&live),
-            &config(Some(3), "b"),
-            "kubectl",
-            false,
-            T2,
-        )
-        .unwrap_err();
+        let err = apply(Some(&live), Some(3), "b", T2).unwrap_err();
         assert_eq!(
             err.message,
             "Apply failed with 2 conflicts: conflicts with \"kubectl-create\" using apps/v1:\n- .spec.replicas\n- .spec.template.spec.containers[name=\"nginx\"].image"
@@ -363,24 +334,8 @@ mod tests {
 
     #[test]
     fn fields_dropped_from_the_configuration_are_removed_unless_owned_elsewhere() {
-        let live = server_side_apply(
-            deployments(),
-            None,
-            &config(Some(2), "a"),
-            "kubectl",
-            false,
-            T1,
-        )
-        .unwrap();
-        let out = server_side_apply(
-            deployments(),
-            Some(&live),
-            &config(None, "a"),
-            "kubectl",
-            false,
-            T2,
-        )
-        .unwrap();
+        let live = apply(None, Some(2), "a", T1).unwrap();
+        let out = apply(Some(&live), None, "a", T2).unwrap();
         assert!(out["spec"].get("replicas").is_none());
         assert!(
             out["metadata"]["managedFields"][0]["fieldsV1"]["f:spec"]
@@ -398,15 +353,7 @@ mod tests {
             T2,
         )
         .unwrap();
-        let out = server_side_apply(
-            deployments(),
-            Some(&both),
-            &config(None, "a"),
-            "kubectl",
-            false,
-            T2,
-        )
-        .unwrap();
+        let out = apply(Some(&both), None, "a", T2).unwrap();
         assert_eq!(out["spec"]["replicas"], 2);
 
         let mut scaled = live.clone();
@@ -419,15 +366,7 @@ mod tests {
             Some("scale"),
             T2,
         );
-        let out = server_side_apply(
-            deployments(),
-            Some(&scaled),
-            &config(None, "a"),
-            "kubectl",
-            false,
-            T2,
-        )
-        .unwrap();
+        let out = apply(Some(&scaled), None, "a", T2).unwrap();
         assert_eq!(out["spec"]["replicas"], 5);
     }
 

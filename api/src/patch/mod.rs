@@ -179,9 +179,9 @@ pub(crate) fn unknown(message: impl Into<String>) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::printers::tests::custom_resource;
     use crate::registry::{self, ResourceInfo};
     use serde_json::json;
-    use std::borrow::Cow;
 
     fn deployments() -> &'static ResourceInfo {
         registry::find("apps", "v1", "deployments").unwrap()
@@ -290,19 +290,7 @@ mod tests {
 
     #[test]
     fn custom_resources_refuse_strategic_merge_with_415() {
-        let crd = ResourceInfo {
-            group: Cow::Borrowed("example.com"),
-            version: Cow::Borrowed("v1"),
-            kind: Cow::Borrowed("Widget"),
-            plural: Cow::Borrowed("widgets"),
-            singular: Cow::Borrowed("widget"),
-            namespaced: true,
-            short_names: Cow::Borrowed(&[]),
-            categories: Cow::Borrowed(&[]),
-            verbs: Cow::Borrowed(registry::ALL_VERBS),
-            subresources: Cow::Borrowed(&[]),
-            typed: None,
-        };
+        let crd = custom_resource();
         let e = patch(&crd, &json!({}), b"{}", PatchType::StrategicMerge).unwrap_err();
         assert_eq!(e.code, 415);
         assert_eq!(e.reason, "UnsupportedMediaType");

@@ -1,14 +1,13 @@
 //! Printers of `apps/v1`: deployments, replica sets, stateful sets, daemon sets and controller
 //! revisions, after `printDeployment`, `printReplicaSet`, ... in Kubernetes' `printers.go`.
 
-use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::format::{
-    age, arr_at, container_cells, format_label_selector, format_labels, int_at,
-    label_selector_string, name, spec_replicas, str_at,
+    age, arr_at, controller_row, format_label_selector, format_labels, int_at,
+    label_selector_string, name, replica_counts, spec_replicas, str_at,
 };
-use super::{AGE, CONTAINERS, Doc, IMAGES, NAME, Printer, col, wide};
+use super::{AGE, CONTAINERS, ColumnDef, Doc, IMAGES, NAME, Printer, col, selector_col};
 
 pub(super) fn printer(kind: &str) -> Option<&'static Printer> {
     Some(match kind {
@@ -21,22 +20,30 @@ pub(super) fn printer(kind: &str) -> Option<&'static Printer> {
     })
 }
 
-fn template_containers(obj: &Value) -> (Value, Value) {
-    container_cells(arr_at(obj, "/spec/template/spec/containers"))
-}
-
 fn selector(obj: &Value) -> &Value {
     obj.pointer("/spec/selector").unwrap_or(&Value::Null)
+}
+
+/// The `Ready` column of deployments and stateful sets: ready of desired replicas.
+const READY: ColumnDef = col(
+    "Ready",
+    "string",
+    Doc::Text("Number of the pod with ready state"),
+);
+
+fn ready(obj: &Value) -> Value {
+    format!(
+        "{}/{}",
+        int_at(obj, "/status/readyReplicas"),
+        spec_replicas(obj)
+    )
+    .into()
 }
 
 const DEPLOYMENT: Printer = Printer::new(
     &[
         NAME,
-        col(
-            "Ready",
-            "string",
-            Doc::Text("Number of the pod with ready state"),
-        ),
+        READY,
         col(
             "Up-to-date",
             "string",
@@ -50,35 +57,19 @@ const DEPLOYMENT: Printer = Printer::new(
         AGE,
         CONTAINERS,
         IMAGES,
-        wide(
-            "Selector",
-            "string",
-            Doc::Field("io.k8s.api.apps.v1.DeploymentSpec", "selector"),
-        ),
+        selector_col("io.k8s.api.apps.v1.DeploymentSpec"),
     ],
-    deployment_cells,
+    |d, now| {
+        // Unlike the other workloads, an empty selector prints as "" rather than <none>.
+        let selector = label_selector_string(selector(d)).unwrap_or_else(|()| "<invalid>".into());
+        let counts = [
+            ready(d),
+            int_at(d, "/status/updatedReplicas").into(),
+            int_at(d, "/status/availableReplicas").into(),
+        ];
+        controller_row(d, now, counts, Some(selector))
+    },
 );
-
-fn deployment_cells(d: &Value, now: DateTime<Utc>) -> Vec<Value> {
-    let (names, images) = template_containers(d);
-    // Unlike the other workloads, an empty selector prints as "" rather than <none>.
-    let selector = label_selector_string(selector(d)).unwrap_or_else(|()| "<invalid>".into());
-    vec![
-        name(d),
-        format!(
-            "{}/{}",
-            int_at(d, "/status/readyReplicas"),
-            spec_replicas(d)
-        )
-        .into(),
-        int_at(d, "/status/updatedReplicas").into(),
-        int_at(d, "/status/availableReplicas").into(),
-        age(d, now),
-        names,
-        images,
-        selector.into(),
-    ]
-}
 
 const REPLICA_SET: Printer = Printer::new(
     &[
@@ -101,49 +92,17 @@ const REPLICA_SET: Printer = Printer::new(
         AGE,
         CONTAINERS,
         IMAGES,
-        wide(
-            "Selector",
-            "string",
-            Doc::Field("io.k8s.api.apps.v1.ReplicaSetSpec", "selector"),
-        ),
+        selector_col("io.k8s.api.apps.v1.ReplicaSetSpec"),
     ],
     |rs, now| {
-        let (names, images) = template_containers(rs);
-        vec![
-            name(rs),
-            spec_replicas(rs).into(),
-            int_at(rs, "/status/replicas").into(),
-            int_at(rs, "/status/readyReplicas").into(),
-            age(rs, now),
-            names,
-            images,
-            format_label_selector(selector(rs)).into(),
-        ]
+        let selector = format_label_selector(selector(rs));
+        controller_row(rs, now, replica_counts(rs), Some(selector))
     },
 );
 
-const STATEFUL_SET: Printer = Printer::new(
-    &[
-        NAME,
-        col(
-            "Ready",
-            "string",
-            Doc::Text("Number of the pod with ready state"),
-        ),
-        AGE,
-        CONTAINERS,
-        IMAGES,
-    ],
-    |sts, now| {
-        let (names, images) = template_containers(sts);
-        let ready = format!(
-            "{}/{}",
-            int_at(sts, "/status/readyReplicas"),
-            spec_replicas(sts)
-        );
-        vec![name(sts), ready.into(), age(sts, now), names, images]
-    },
-);
+const STATEFUL_SET: Printer = Printer::new(&[NAME, READY, AGE, CONTAINERS, IMAGES], |sts, now| {
+    controller_row(sts, now, [ready(sts)], None)
+});
 
 const DAEMON_SET_STATUS: &str = "io.k8s.api.apps.v1.DaemonSetStatus";
 
@@ -183,30 +142,22 @@ const DAEMON_SET: Printer = Printer::new(
         AGE,
         CONTAINERS,
         IMAGES,
-        wide(
-            "Selector",
-            "string",
-            Doc::Field("io.k8s.api.apps.v1.DaemonSetSpec", "selector"),
-        ),
+        selector_col("io.k8s.api.apps.v1.DaemonSetSpec"),
     ],
     |ds, now| {
-        let (names, images) = template_containers(ds);
         let node_selector = ds
             .pointer("/spec/template/spec/nodeSelector")
             .unwrap_or(&Value::Null);
-        vec![
-            name(ds),
+        let own = [
             int_at(ds, "/status/desiredNumberScheduled").into(),
             int_at(ds, "/status/currentNumberScheduled").into(),
             int_at(ds, "/status/numberReady").into(),
             int_at(ds, "/status/updatedNumberScheduled").into(),
             int_at(ds, "/status/numberAvailable").into(),
             format_labels(node_selector).into(),
-            age(ds, now),
-            names,
-            images,
-            format_label_selector(selector(ds)).into(),
-        ]
+        ];
+        let selector = format_label_selector(selector(ds));
+        controller_row(ds, now, own, Some(selector))
     },
 );
 

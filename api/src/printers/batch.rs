@@ -5,10 +5,10 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::format::{
-    age, arr_at, container_cells, format_label_selector, human_duration, int_at, is_deleting, name,
-    since, str_at, time_at,
+    age, arr_at, container_cells, controller_row, format_label_selector, human_duration, int_at,
+    is_deleting, name, since, str_at, time_at,
 };
-use super::{AGE, CONTAINERS, ColumnDef, Doc, IMAGES, NAME, Printer, col, wide};
+use super::{AGE, CONTAINERS, ColumnDef, Doc, IMAGES, NAME, Printer, col, selector_col};
 
 pub(super) fn printer(kind: &str) -> Option<&'static Printer> {
     Some(match kind {
@@ -18,11 +18,7 @@ pub(super) fn printer(kind: &str) -> Option<&'static Printer> {
     })
 }
 
-const JOB_SELECTOR: ColumnDef = wide(
-    "Selector",
-    "string",
-    Doc::Field("io.k8s.api.batch.v1.JobSpec", "selector"),
-);
+const JOB_SELECTOR: ColumnDef = selector_col("io.k8s.api.batch.v1.JobSpec");
 
 const JOB: Printer = Printer::new(
     &[
@@ -85,18 +81,13 @@ fn job_cells(job: &Value, now: DateTime<Utc>) -> Vec<Value> {
     } else {
         "Running"
     };
-    let (names, images) = container_cells(arr_at(job, "/spec/template/spec/containers"));
-    let selector = job.pointer("/spec/selector").unwrap_or(&Value::Null);
-    vec![
-        name(job),
-        status.into(),
-        completions.into(),
-        duration.into(),
-        age(job, now),
-        names,
-        images,
-        format_label_selector(selector).into(),
-    ]
+    let selector = format_label_selector(job.pointer("/spec/selector").unwrap_or(&Value::Null));
+    controller_row(
+        job,
+        now,
+        [status.into(), completions.into(), duration.into()],
+        Some(selector),
+    )
 }
 
 const CRON_JOB_SPEC: &str = "io.k8s.api.batch.v1.CronJobSpec";

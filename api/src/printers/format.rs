@@ -1,7 +1,7 @@
 //! Cell formatting shared by every printer: apimachinery's `duration.HumanDuration`, the
 //! timestamp-to-age cells (`translateTimestampSince`), label and label-selector strings
-//! (`labels.FormatLabels`, `metav1.FormatLabelSelector`), container name/image cells, and
-//! null-tolerant readers over the JSON objects being printed.
+//! (`labels.FormatLabels`, `metav1.FormatLabelSelector`), container name/image cells, the row
+//! shape pod controllers share, and null-tolerant readers over the JSON objects being printed.
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::Value;
@@ -188,6 +188,32 @@ pub(super) fn container_cells(containers: &[Value]) -> (Value, Value) {
     let names: Vec<&str> = containers.iter().map(|c| str_at(c, "/name")).collect();
     let images: Vec<&str> = containers.iter().map(|c| str_at(c, "/image")).collect();
     (names.join(",").into(), images.join(",").into())
+}
+
+/// A pod controller's row (`printReplicaSet` and its kin): the name, the kind's `own` cells, the
+/// age, the container names and images of `spec.template`, then the wide selector cell if the
+/// kind prints one.
+pub(super) fn controller_row(
+    obj: &Value,
+    now: DateTime<Utc>,
+    own: impl IntoIterator<Item = Value>,
+    selector: Option<String>,
+) -> Vec<Value> {
+    let (names, images) = container_cells(arr_at(obj, "/spec/template/spec/containers"));
+    let mut row = vec![name(obj)];
+    row.extend(own);
+    row.extend([age(obj, now), names, images]);
+    row.extend(selector.map(Value::from));
+    row
+}
+
+/// Desired, current and ready replicas, the counts of replica sets and replication controllers.
+pub(super) fn replica_counts(obj: &Value) -> [Value; 3] {
+    [
+        spec_replicas(obj).into(),
+        int_at(obj, "/status/replicas").into(),
+        int_at(obj, "/status/readyReplicas").into(),
+    ]
 }
 
 /// `listWithMoreString`: the first `max` entries, then ` + N more...`; `<unset>` when empty.

@@ -112,6 +112,15 @@ const fn wide(name: &'static str, type_: &'static str, doc: Doc) -> ColumnDef {
     }
 }
 
+/// The wide `Selector` column of a pod controller, documented by its spec definition's `selector`.
+const fn selector_col(spec_definition: &'static str) -> ColumnDef {
+    wide(
+        "Selector",
+        "string",
+        Doc::Field(spec_definition, "selector"),
+    )
+}
+
 const META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta";
 const NAME: ColumnDef = ColumnDef {
     format: "name",

@@ -38,7 +38,8 @@ pub(super) fn columns_of(plural: &str) -> Vec<&'static str> {
     columns(info(plural)).iter().map(|c| c.name).collect()
 }
 
-fn custom_resource() -> ResourceInfo {
+/// A custom resource (`widgets.example.com`): served untyped, as a CRD's resources are.
+pub(crate) fn custom_resource() -> ResourceInfo {
     ResourceInfo {
         group: Cow::Borrowed("example.com"),
         version: Cow::Borrowed("v1"),

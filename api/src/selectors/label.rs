@@ -5,7 +5,8 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
-use super::{go_quote, label_parse, label_value_errors, qualified_name_errors};
+use super::{go_quote, label_parse};
+use crate::validation::names::{label_value, qualified_name};
 use crate::{ApiError, FieldError, status::CauseType};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,7 +32,7 @@ pub(super) struct Requirement {
 
 /// `field: Invalid value: "key": ...` for a malformed key, as `validateLabelKey` words it.
 pub(super) fn key_error(field: &str, key: &str) -> Option<String> {
-    let errs = qualified_name_errors(key);
+    let errs = qualified_name(key);
     (!errs.is_empty()).then(|| {
         format!(
             "{field}: Invalid value: {}: {}",
@@ -89,7 +90,7 @@ impl Requirement {
             _ => {}
         }
         for (i, v) in values.iter().enumerate() {
-            let msgs = label_value_errors(v);
+            let msgs = label_value(v);
             if !msgs.is_empty() {
                 errs.push(format!(
                     "values[{i}][{key}]: Invalid value: {}: {}",
@@ -232,7 +233,7 @@ impl LabelSelector {
                         errs.push(FieldError::invalid(&labels_path, v, "must be a string"));
                         continue;
                     };
-                    for msg in label_value_errors(v) {
+                    for msg in label_value(v) {
                         errs.push(FieldError::invalid(&labels_path, &v.into(), msg));
                     }
                     requirements.push(Requirement {
@@ -282,7 +283,7 @@ impl LabelSelector {
 
 /// `ValidateLabelName`: one error per message, all on the same field.
 fn label_name_errors(field: &str, key: &str, errs: &mut Vec<FieldError>) {
-    for msg in qualified_name_errors(key) {
+    for msg in qualified_name(key) {
         errs.push(FieldError::invalid(field, &key.into(), msg));
     }
 }
@@ -358,7 +359,7 @@ fn expression(expr: &Value, path: &str, errs: &mut Vec<FieldError>) -> Option<Re
     };
     label_name_errors(&format!("{path}.key"), key, errs);
     for (i, v) in values.iter().enumerate() {
-        for msg in label_value_errors(v) {
+        for msg in label_value(v) {
             errs.push(FieldError::invalid(
                 format!("{values_path}[{i}]"),
                 &v.as_str().into(),
@@ -392,6 +393,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::validation::names::tests::{LABEL_VALUE_ERR, QUALIFIED_NAME_ERR};
 
     fn labels(v: Value) -> Map<String, Value> {
         v.as_object().cloned().unwrap_or_default()
@@ -459,7 +461,7 @@ mod tests {
             [
                 "FieldValueInvalid spec.selector.matchExpressions[0].operator: Invalid value: \"\": not a valid selector operator".to_string(),
                 "FieldValueInvalid spec.selector.matchExpressions[0].key: Invalid value: \"\": name part must be non-empty".to_string(),
-                format!("FieldValueInvalid spec.selector.matchExpressions[0].key: Invalid value: \"\": name part {}", super::super::QUALIFIED_NAME_MSG),
+                format!("FieldValueInvalid spec.selector.matchExpressions[0].key: Invalid value: \"\": name part {}", QUALIFIED_NAME_ERR),
                 "FieldValueInvalid spec.selector.matchExpressions[1].operator: Invalid value: \"Gt\": not a valid selector operator".to_string(),
             ]
         );
@@ -470,15 +472,15 @@ mod tests {
             [
                 format!(
                     "FieldValueInvalid spec.selector.matchLabels: Invalid value: \"-a\": name part {}",
-                    super::super::QUALIFIED_NAME_MSG
+                    QUALIFIED_NAME_ERR
                 ),
                 format!(
                     "FieldValueInvalid spec.selector.matchLabels: Invalid value: \"b c\": {}",
-                    super::super::LABEL_VALUE_MSG
+                    LABEL_VALUE_ERR
                 ),
                 format!(
                     "FieldValueInvalid spec.selector.matchExpressions[0].values[1]: Invalid value: \"not ok\": {}",
-                    super::super::LABEL_VALUE_MSG
+                    LABEL_VALUE_ERR
                 ),
             ]
         );

@@ -2,7 +2,7 @@
 //! and ReplicationController: replicas, selectors that match their template, rollout strategies,
 //! and what may not change on update.
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::pod::validate_template;
 use super::{
@@ -17,24 +17,25 @@ struct Rules {
     active_deadline: &'static str,
 }
 
+/// Deployments validate their template as a ReplicaSet's, messages included.
+const REPLICA_SET_RULES: Rules = Rules {
+    empty_selector: "empty selector is invalid for deployment",
+    active_deadline: "activeDeadlineSeconds in ReplicaSet is not Supported",
+};
+
 pub fn validate_deployment(obj: &Value, errs: &mut Vec<FieldError>) {
     let spec = spec(obj);
-    validate_selected_template(
-        spec,
-        &Rules {
-            empty_selector: "empty selector is invalid for deployment",
-            active_deadline: "activeDeadlineSeconds in ReplicaSet is not Supported",
-        },
+    validate_workload_template(spec, &REPLICA_SET_RULES, errs);
+    nonnegative_spec(
         errs,
+        spec,
+        &[
+            "replicas",
+            "minReadySeconds",
+            "revisionHistoryLimit",
+            "progressDeadlineSeconds",
+        ],
     );
-    for key in [
-        "replicas",
-        "minReadySeconds",
-        "revisionHistoryLimit",
-        "progressDeadlineSeconds",
-    ] {
-        nonnegative(errs, spec, key, &format!("spec.{key}"));
-    }
     let int = |k| spec.get(k).and_then(Value::as_i64);
     if let (Some(pd), Some(mr)) = (int("progressDeadlineSeconds"), int("minReadySeconds"))
         && pd <= mr
@@ -45,9 +46,8 @@ pub fn validate_deployment(obj: &Value, errs: &mut Vec<FieldError>) {
             "must be greater than minReadySeconds",
         ));
     }
-    let empty = Value::Null;
-    let strategy = spec.get("strategy").unwrap_or(&empty);
-    match get_str(strategy, "type").unwrap_or_default() {
+    let (strategy, ty) = strategy(spec, "strategy");
+    match ty {
         "Recreate" => {
             if strategy.get("rollingUpdate").is_some_and(|r| !r.is_null()) {
                 errs.push(FieldError::forbidden(
@@ -56,18 +56,16 @@ pub fn validate_deployment(obj: &Value, errs: &mut Vec<FieldError>) {
                 ));
             }
         }
-        "RollingUpdate" => match strategy.get("rollingUpdate") {
-            Some(ru) => validate_rolling_update(
-                ru,
-                "spec.strategy.rollingUpdate",
-                "may not be 0 when `maxSurge` is 0",
-                errs,
-            ),
-            None => errs.push(super::required(
+        "RollingUpdate" => validate_rolling_update(
+            strategy,
+            "spec.strategy.rollingUpdate",
+            "may not be 0 when `maxSurge` is 0",
+            super::required(
                 "spec.strategy.rollingUpdate",
                 "this should be defaulted and never be nil",
-            )),
-        },
+            ),
+            errs,
+        ),
         other => errs.push(FieldError::not_supported(
             "spec.strategy.type",
             &Value::String(other.into()),
@@ -78,21 +76,13 @@ pub fn validate_deployment(obj: &Value, errs: &mut Vec<FieldError>) {
 
 pub fn validate_replica_set(obj: &Value, errs: &mut Vec<FieldError>) {
     let spec = spec(obj);
-    nonnegative(errs, spec, "replicas", "spec.replicas");
-    nonnegative(errs, spec, "minReadySeconds", "spec.minReadySeconds");
-    validate_selected_template(
-        spec,
-        &Rules {
-            empty_selector: "empty selector is invalid for deployment",
-            active_deadline: "activeDeadlineSeconds in ReplicaSet is not Supported",
-        },
-        errs,
-    );
+    nonnegative_spec(errs, spec, &["replicas", "minReadySeconds"]);
+    validate_workload_template(spec, &REPLICA_SET_RULES, errs);
 }
 
 pub fn validate_daemon_set(obj: &Value, errs: &mut Vec<FieldError>) {
     let spec = spec(obj);
-    validate_selected_template(
+    validate_workload_template(
         spec,
         &Rules {
             empty_selector: "empty selector is invalid for daemonset",
@@ -100,26 +90,17 @@ pub fn validate_daemon_set(obj: &Value, errs: &mut Vec<FieldError>) {
         },
         errs,
     );
-    nonnegative(errs, spec, "minReadySeconds", "spec.minReadySeconds");
-    nonnegative(
-        errs,
-        spec,
-        "revisionHistoryLimit",
-        "spec.revisionHistoryLimit",
-    );
-    let empty = Value::Null;
-    let strategy = spec.get("updateStrategy").unwrap_or(&empty);
-    match get_str(strategy, "type").unwrap_or_default() {
+    nonnegative_spec(errs, spec, &["minReadySeconds", "revisionHistoryLimit"]);
+    let (strategy, ty) = strategy(spec, "updateStrategy");
+    match ty {
         "OnDelete" => {}
-        "RollingUpdate" => match strategy.get("rollingUpdate") {
-            Some(ru) => validate_rolling_update(
-                ru,
-                "spec.updateStrategy.rollingUpdate",
-                "cannot be 0 when maxSurge is 0",
-                errs,
-            ),
-            None => errs.push(FieldError::required("spec.updateStrategy.rollingUpdate")),
-        },
+        "RollingUpdate" => validate_rolling_update(
+            strategy,
+            "spec.updateStrategy.rollingUpdate",
+            "cannot be 0 when maxSurge is 0",
+            FieldError::required("spec.updateStrategy.rollingUpdate"),
+            errs,
+        ),
         other => errs.push(FieldError::not_supported(
             "spec.updateStrategy",
             &Value::String(other.into()),
@@ -139,9 +120,8 @@ pub fn validate_stateful_set(obj: &Value, errs: &mut Vec<FieldError>) {
             "must be 'OrderedReady' or 'Parallel'",
         )),
     }
-    let empty = Value::Null;
-    let strategy = spec.get("updateStrategy").unwrap_or(&empty);
-    match get_str(strategy, "type").unwrap_or_default() {
+    let (strategy, ty) = strategy(spec, "updateStrategy");
+    match ty {
         "" => errs.push(FieldError::required("spec.updateStrategy")),
         "OnDelete" => {
             if strategy.get("rollingUpdate").is_some_and(|r| !r.is_null()) {
@@ -168,9 +148,8 @@ pub fn validate_stateful_set(obj: &Value, errs: &mut Vec<FieldError>) {
             "must be 'RollingUpdate' or 'OnDelete'",
         )),
     }
-    nonnegative(errs, spec, "replicas", "spec.replicas");
-    nonnegative(errs, spec, "minReadySeconds", "spec.minReadySeconds");
-    validate_selected_template(
+    nonnegative_spec(errs, spec, &["replicas", "minReadySeconds"]);
+    validate_workload_template(
         spec,
         &Rules {
             empty_selector: "empty selector is not valid for statefulset.",
@@ -182,30 +161,19 @@ pub fn validate_stateful_set(obj: &Value, errs: &mut Vec<FieldError>) {
 
 pub fn validate_rc(obj: &Value, errs: &mut Vec<FieldError>) {
     let spec = spec(obj);
-    nonnegative(errs, spec, "minReadySeconds", "spec.minReadySeconds");
+    nonnegative_spec(errs, spec, &["minReadySeconds"]);
     let selector = spec.get("selector").and_then(Value::as_object);
     if selector.is_none_or(|s| s.is_empty()) {
         errs.push(FieldError::required("spec.selector"));
     }
-    nonnegative(errs, spec, "replicas", "spec.replicas");
-    let Some(template) = spec.get("template") else {
-        errs.push(FieldError::required("spec.template"));
-        return;
-    };
-    if let Some(sel) = selector.filter(|s| !s.is_empty()) {
-        let labels = template
-            .pointer("/metadata/labels")
-            .and_then(Value::as_object);
-        let matches = sel
-            .iter()
-            .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v));
-        if !matches {
-            errs.push(mismatch(template));
-        }
-    }
-    validate_template(Some(template), "spec.template", errs);
-    template_policies(
-        template,
+    nonnegative_spec(errs, spec, &["replicas"]);
+    // A ReplicationController's selector is a plain map: every pair must be a template label.
+    let selects = selector.filter(|s| !s.is_empty()).map(|sel| {
+        move |labels: &Map<String, Value>| sel.iter().all(|(k, v)| labels.get(k) == Some(v))
+    });
+    validate_selected_template(
+        spec,
+        selects,
         "activeDeadlineSeconds in ReplicationController is not Supported",
         errs,
     );
@@ -216,16 +184,22 @@ fn spec(obj: &Value) -> &Value {
     obj.get("spec").unwrap_or(&EMPTY)
 }
 
-fn mismatch(template: &Value) -> FieldError {
-    invalid_rendered(
-        "spec.template.metadata.labels",
-        &go_string_map(template.pointer("/metadata/labels")),
-        "`selector` does not match template `labels`",
-    )
+/// `nonnegative` for each of `keys` of a spec, at `spec.<key>`.
+fn nonnegative_spec(errs: &mut Vec<FieldError>, spec: &Value, keys: &[&str]) {
+    for key in keys {
+        nonnegative(errs, spec, key, &format!("spec.{key}"));
+    }
 }
 
-/// Selector required and non-empty, the template valid and selected by it, restartPolicy Always.
-fn validate_selected_template(spec: &Value, rules: &Rules, errs: &mut Vec<FieldError>) {
+/// The update strategy object under `key` (null when absent) and its `type` ("" when unset).
+fn strategy<'a>(spec: &'a Value, key: &str) -> (&'a Value, &'a str) {
+    let strategy = spec.get(key).unwrap_or(&Value::Null);
+    (strategy, get_str(strategy, "type").unwrap_or_default())
+}
+
+/// An apps/v1 workload: selector required and non-empty, then its template as
+/// [`validate_selected_template`] checks it.
+fn validate_workload_template(spec: &Value, rules: &Rules, errs: &mut Vec<FieldError>) {
     let selector = match spec.get("selector") {
         None | Some(Value::Null) => {
             errs.push(FieldError::required("spec.selector"));
@@ -243,22 +217,40 @@ fn validate_selected_template(spec: &Value, rules: &Rules, errs: &mut Vec<FieldE
             parsed
         }
     };
+    let selects = selector
+        .filter(|s| !s.is_empty())
+        .map(|sel| move |labels: &Map<String, Value>| sel.matches(labels));
+    validate_selected_template(spec, selects, rules.active_deadline, errs);
+}
+
+/// The template required, its labels matched by `selects` (when there is a selector to check),
+/// the pod template valid, restartPolicy Always and no activeDeadlineSeconds.
+fn validate_selected_template(
+    spec: &Value,
+    selects: Option<impl Fn(&Map<String, Value>) -> bool>,
+    active_deadline: &str,
+    errs: &mut Vec<FieldError>,
+) {
     let Some(template) = spec.get("template") else {
         errs.push(FieldError::required("spec.template"));
         return;
     };
-    if let Some(sel) = selector.filter(|s| !s.is_empty()) {
-        let no_labels = serde_json::Map::new();
+    if let Some(selects) = selects {
+        let no_labels = Map::new();
         let labels = template
             .pointer("/metadata/labels")
             .and_then(Value::as_object)
             .unwrap_or(&no_labels);
-        if !sel.matches(labels) {
-            errs.push(mismatch(template));
+        if !selects(labels) {
+            errs.push(invalid_rendered(
+                "spec.template.metadata.labels",
+                &go_string_map(template.pointer("/metadata/labels")),
+                "`selector` does not match template `labels`",
+            ));
         }
     }
     validate_template(Some(template), "spec.template", errs);
-    template_policies(template, rules.active_deadline, errs);
+    template_policies(template, active_deadline, errs);
 }
 
 fn template_policies(template: &Value, active_deadline: &str, errs: &mut Vec<FieldError>) {
@@ -284,9 +276,20 @@ fn template_policies(template: &Value, active_deadline: &str, errs: &mut Vec<Fie
     }
 }
 
-/// `maxUnavailable`/`maxSurge`: non-negative ints or percents, not both zero, at most 100%
+/// A `RollingUpdate` strategy's `rollingUpdate` at `path` (`missing` when absent):
+/// `maxUnavailable`/`maxSurge` non-negative ints or percents, not both zero, at most 100%
 /// unavailable.
-fn validate_rolling_update(ru: &Value, path: &str, both_zero: &str, errs: &mut Vec<FieldError>) {
+fn validate_rolling_update(
+    strategy: &Value,
+    path: &str,
+    both_zero: &str,
+    missing: FieldError,
+    errs: &mut Vec<FieldError>,
+) {
+    let Some(ru) = strategy.get("rollingUpdate") else {
+        errs.push(missing);
+        return;
+    };
     let mut value_of = |key: &str| -> Option<i64> {
         let p = format!("{path}.{key}");
         match ru.get(key)? {

@@ -4,7 +4,10 @@
 use serde_json::Value;
 
 use super::names;
-use super::{get_str, invalid_each, items, nonnegative, not_found, object, required};
+use super::{
+    dns_label_name, get_str, invalid_each, items, nonnegative, not_found, object, required,
+    unique_name,
+};
 use crate::quantity::Quantity;
 use crate::status::FieldError;
 
@@ -18,13 +21,13 @@ pub fn validate_all(spec: &Value, path: &str, volumes: &[&str], errs: &mut Vec<F
     for (i, c) in containers.iter().enumerate() {
         let p = format!("{path}.containers[{i}]");
         validate_container(c, &p, volumes, errs);
-        unique_name(c, &p, &mut seen, errs);
+        unique_name(errs, &p, get_str(c, "name").unwrap_or_default(), &mut seen);
         validate_probes(c, &p, errs);
     }
     for (i, c) in items(spec, "initContainers").iter().enumerate() {
         let p = format!("{path}.initContainers[{i}]");
         validate_container(c, &p, volumes, errs);
-        unique_name(c, &p, &mut seen, errs);
+        unique_name(errs, &p, get_str(c, "name").unwrap_or_default(), &mut seen);
         let sidecar = get_str(c, "restartPolicy") == Some("Always");
         if let Some(policy) = get_str(c, "restartPolicy").filter(|p| *p != "Always") {
             errs.push(FieldError::not_supported(
@@ -47,28 +50,8 @@ pub fn validate_all(spec: &Value, path: &str, volumes: &[&str], errs: &mut Vec<F
     }
 }
 
-fn unique_name<'a>(c: &'a Value, path: &str, seen: &mut Vec<&'a str>, errs: &mut Vec<FieldError>) {
-    let name = get_str(c, "name").unwrap_or_default();
-    if seen.contains(&name) {
-        errs.push(FieldError::duplicate(
-            format!("{path}.name"),
-            &Value::String(name.into()),
-        ));
-    } else {
-        seen.push(name);
-    }
-}
-
 fn validate_container(c: &Value, path: &str, volumes: &[&str], errs: &mut Vec<FieldError>) {
-    match get_str(c, "name").unwrap_or_default() {
-        "" => errs.push(FieldError::required(format!("{path}.name"))),
-        name => invalid_each(
-            errs,
-            &format!("{path}.name"),
-            name,
-            names::dns1123_label(name),
-        ),
-    }
+    dns_label_name(errs, path, get_str(c, "name").unwrap_or_default());
     match get_str(c, "image").unwrap_or_default() {
         "" => errs.push(FieldError::required(format!("{path}.image"))),
         image if image.trim() != image => invalid_each(
@@ -136,13 +119,8 @@ fn validate_ports(ports: &[Value], path: &str, errs: &mut Vec<FieldError>) {
             let msgs = names::port_name(name);
             if !msgs.is_empty() {
                 invalid_each(errs, &format!("{p}.name"), name, msgs);
-            } else if seen.contains(&name) {
-                errs.push(FieldError::duplicate(
-                    format!("{p}.name"),
-                    &Value::String(name.into()),
-                ));
             } else {
-                seen.push(name);
+                unique_name(errs, &p, name, &mut seen);
             }
         }
         match port
@@ -160,15 +138,20 @@ fn validate_ports(ports: &[Value], path: &str, errs: &mut Vec<FieldError>) {
         {
             port_in_range(errs, &format!("{p}.hostPort"), n);
         }
-        one_of(
-            errs,
-            port,
-            "protocol",
-            &format!("{p}.protocol"),
-            &["SCTP", "TCP", "UDP"],
-            "",
-        );
+        port_protocol(errs, port, &p);
     }
+}
+
+/// A container or service port's `protocol` at `{path}.protocol`.
+pub fn port_protocol(errs: &mut Vec<FieldError>, port: &Value, path: &str) {
+    one_of(
+        errs,
+        port,
+        "protocol",
+        &format!("{path}.protocol"),
+        &["SCTP", "TCP", "UDP"],
+        "",
+    );
 }
 
 pub fn port_in_range(errs: &mut Vec<FieldError>, path: &str, n: i64) {

@@ -111,6 +111,34 @@ pub(crate) fn invalid_each(errs: &mut Vec<FieldError>, path: &str, value: &str, 
     errs.extend(msgs.into_iter().map(|m| FieldError::invalid(path, &v, m)));
 }
 
+/// A list entry's required `name` at `{path}.name`, a DNS-1123 label (containers, volumes).
+pub(crate) fn dns_label_name(errs: &mut Vec<FieldError>, path: &str, name: &str) {
+    let field = format!("{path}.name");
+    if name.is_empty() {
+        errs.push(FieldError::required(field));
+    } else {
+        invalid_each(errs, &field, name, names::dns1123_label(name));
+    }
+}
+
+/// A list entry's `name` at `{path}.name`: remembered in `seen`, or `Duplicate value` when a
+/// previous entry had it.
+pub(crate) fn unique_name<'a>(
+    errs: &mut Vec<FieldError>,
+    path: &str,
+    name: &'a str,
+    seen: &mut Vec<&'a str>,
+) {
+    if seen.contains(&name) {
+        errs.push(FieldError::duplicate(
+            format!("{path}.name"),
+            &Value::String(name.into()),
+        ));
+    } else {
+        seen.push(name);
+    }
+}
+
 /// Kubernetes' `ValidateNonnegativeField` for an optional integer at `key`.
 pub(crate) fn nonnegative(errs: &mut Vec<FieldError>, v: &Value, key: &str, path: &str) {
     if let Some(n) = v.get(key).and_then(Value::as_i64)

@@ -67,34 +67,46 @@ pub fn dns1123_label(v: &str) -> Vec<String> {
     errs
 }
 
-pub fn dns1123_subdomain(v: &str) -> Vec<String> {
+/// The two checks most formats make: at most `max` bytes, and matching `re` (anchored `fmt`),
+/// whose failure reads `msg` with `examples`.
+fn bounded_format(
+    v: &str,
+    max: usize,
+    re: &Regex,
+    fmt: &str,
+    msg: &str,
+    examples: &[&str],
+) -> Vec<String> {
     let mut errs = Vec::new();
-    if v.len() > 253 {
-        errs.push(max_len_error(253));
+    if v.len() > max {
+        errs.push(max_len_error(max));
     }
-    if !DNS1123_SUBDOMAIN.is_match(v) {
-        errs.push(regex_error(
-            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character",
-            DNS1123_SUBDOMAIN_FMT,
-            &["example.com"],
-        ));
+    if !re.is_match(v) {
+        errs.push(regex_error(msg, fmt, examples));
     }
     errs
 }
 
+pub fn dns1123_subdomain(v: &str) -> Vec<String> {
+    bounded_format(
+        v,
+        253,
+        &DNS1123_SUBDOMAIN,
+        DNS1123_SUBDOMAIN_FMT,
+        "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character",
+        &["example.com"],
+    )
+}
+
 pub fn dns1035_label(v: &str) -> Vec<String> {
-    let mut errs = Vec::new();
-    if v.len() > 63 {
-        errs.push(max_len_error(63));
-    }
-    if !DNS1035_LABEL.is_match(v) {
-        errs.push(regex_error(
-            "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character",
-            DNS1035_LABEL_FMT,
-            &["my-name", "abc-123"],
-        ));
-    }
-    errs
+    bounded_format(
+        v,
+        63,
+        &DNS1035_LABEL,
+        DNS1035_LABEL_FMT,
+        "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character",
+        &["my-name", "abc-123"],
+    )
 }
 
 const QUALIFIED_NAME_MSG: &str = "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
@@ -145,18 +157,14 @@ pub fn qualified_name(v: &str) -> Vec<String> {
 }
 
 pub fn label_value(v: &str) -> Vec<String> {
-    let mut errs = Vec::new();
-    if v.len() > 63 {
-        errs.push(max_len_error(63));
-    }
-    if !LABEL_VALUE.is_match(v) {
-        errs.push(regex_error(
-            "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character",
-            LABEL_VALUE_FMT,
-            &["MyValue", "my_value", "12345"],
-        ));
-    }
-    errs
+    bounded_format(
+        v,
+        63,
+        &LABEL_VALUE,
+        LABEL_VALUE_FMT,
+        "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character",
+        &["MyValue", "my_value", "12345"],
+    )
 }
 
 pub fn port_num(p: i64) -> Vec<String> {
@@ -213,17 +221,14 @@ fn ch_dir_prefix(v: &str) -> Option<String> {
 }
 
 pub fn config_map_key(v: &str) -> Vec<String> {
-    let mut errs = Vec::new();
-    if v.len() > 253 {
-        errs.push(max_len_error(253));
-    }
-    if !CONFIG_MAP_KEY.is_match(v) {
-        errs.push(regex_error(
-            "a valid config key must consist of alphanumeric characters, '-', '_' or '.'",
-            CONFIG_MAP_KEY_FMT,
-            &["key.name", "KEY_NAME", "key-name"],
-        ));
-    }
+    let mut errs = bounded_format(
+        v,
+        253,
+        &CONFIG_MAP_KEY,
+        CONFIG_MAP_KEY_FMT,
+        "a valid config key must consist of alphanumeric characters, '-', '_' or '.'",
+        &["key.name", "KEY_NAME", "key-name"],
+    );
     errs.extend(ch_dir_prefix(v));
     errs
 }
@@ -285,8 +290,13 @@ pub fn path_segment_name(name: &str, prefix: bool) -> Vec<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    // Spelled out rather than built from the constants above, so a wrong constant fails a test.
+    pub(crate) const QUALIFIED_NAME_ERR: &str = "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
+    pub(crate) const LABEL_VALUE_ERR: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')";
+    const SUBDOMAIN_ERR: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
 
     #[test]
     fn subdomain_message_is_kubernetes_verbatim() {
@@ -329,6 +339,53 @@ mod tests {
         assert_eq!(qualified_name("x/")[0], "name part must be non-empty");
         assert!(label_value("").is_empty());
         assert_eq!(label_value("-x").len(), 1);
+    }
+
+    #[test]
+    fn qualified_names_follow_apimachinery() {
+        assert!(qualified_name("app").is_empty());
+        assert!(qualified_name("app.kubernetes.io/name").is_empty());
+        assert!(qualified_name("A_b-c.D").is_empty());
+        assert_eq!(
+            qualified_name("-app"),
+            vec![format!("name part {QUALIFIED_NAME_ERR}")]
+        );
+        assert_eq!(
+            qualified_name("/app"),
+            vec!["prefix part must be non-empty".to_string()]
+        );
+        assert_eq!(
+            qualified_name("Example.com/app"),
+            vec![format!("prefix part {SUBDOMAIN_ERR}")]
+        );
+        assert_eq!(
+            qualified_name("a/b/c")[0],
+            format!(
+                "a qualified name {QUALIFIED_NAME_ERR} with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"
+            )
+        );
+        assert_eq!(
+            qualified_name(""),
+            vec![
+                "name part must be non-empty".to_string(),
+                format!("name part {QUALIFIED_NAME_ERR}")
+            ]
+        );
+        assert_eq!(
+            qualified_name(&"a".repeat(64)),
+            vec!["name part must be no more than 63 characters".to_string()]
+        );
+    }
+
+    #[test]
+    fn label_values_may_be_empty_but_not_malformed() {
+        assert!(label_value("").is_empty());
+        assert!(label_value("v1.2_3-x").is_empty());
+        assert_eq!(label_value("a b"), vec![LABEL_VALUE_ERR.to_string()]);
+        assert_eq!(
+            label_value(&"x".repeat(64)),
+            vec!["must be no more than 63 characters".to_string()]
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use serde_json::Value;
 use super::container::{self, one_of};
 use super::meta::{validate_annotations, validate_labels};
 use super::names;
-use super::{get_str, invalid_each, items, required};
+use super::{dns_label_name, get_str, invalid_each, items, required, unique_name};
 use crate::status::FieldError;
 
 /// What `pod updates may not change fields other than` lists in v1.33.
@@ -173,19 +173,8 @@ fn validate_volumes<'a>(vols: &'a [Value], path: &str, errs: &mut Vec<FieldError
             }
         }
         let name = get_str(vol, "name").unwrap_or_default();
-        if name.is_empty() {
-            errs.push(FieldError::required(format!("{p}.name")));
-        } else {
-            invalid_each(errs, &format!("{p}.name"), name, names::dns1123_label(name));
-        }
-        if names_seen.contains(&name) {
-            errs.push(FieldError::duplicate(
-                format!("{p}.name"),
-                &Value::String(name.into()),
-            ));
-        } else {
-            names_seen.push(name);
-        }
+        dns_label_name(errs, &p, name);
+        unique_name(errs, &p, name, &mut names_seen);
     }
     names_seen
 }
@@ -308,11 +297,9 @@ pub fn validate_pod_update(new: &Value, old: &Value, errs: &mut Vec<FieldError>)
         return;
     };
     copy_field(m, os, "activeDeadlineSeconds");
-    let old_tols = items(os, "tolerations");
-    if old_tols
-        .iter()
-        .all(|t| items(ns, "tolerations").contains(t))
-    {
+    // Tolerations may only be added, scheduling gates only removed.
+    let within = |a: &[Value], b: &[Value]| a.iter().all(|x| b.contains(x));
+    if within(items(os, "tolerations"), items(ns, "tolerations")) {
         copy_field(m, os, "tolerations");
     }
     let old_grace = os
@@ -324,11 +311,7 @@ pub fn validate_pod_update(new: &Value, old: &Value, errs: &mut Vec<FieldError>)
     if old_grace.is_some_and(|g| g < 0) && new_grace == Some(1) {
         copy_field(m, os, "terminationGracePeriodSeconds");
     }
-    let gates = items(ns, "schedulingGates");
-    if gates
-        .iter()
-        .all(|g| items(os, "schedulingGates").contains(g))
-    {
+    if within(items(ns, "schedulingGates"), items(os, "schedulingGates")) {
         copy_field(m, os, "schedulingGates");
     }
     if &munged != os {

@@ -6,9 +6,9 @@ use std::net::IpAddr;
 
 use serde_json::Value;
 
-use super::container::{one_of, port_in_range, port_num_or_name};
+use super::container::{one_of, port_in_range, port_num_or_name, port_protocol};
 use super::meta::validate_labels;
-use super::{get_str, invalid_each, invalid_rendered, items, names};
+use super::{get_str, invalid_each, invalid_rendered, items, names, unique_name};
 use crate::status::FieldError;
 
 pub fn validate(obj: &Value, errs: &mut Vec<FieldError>) {
@@ -55,25 +55,11 @@ pub fn validate(obj: &Value, errs: &mut Vec<FieldError>) {
             "" => {}
             name => {
                 invalid_each(errs, &format!("{p}.name"), name, names::dns1123_label(name));
-                if port_names.contains(&name) {
-                    errs.push(FieldError::duplicate(
-                        format!("{p}.name"),
-                        &Value::String(name.into()),
-                    ));
-                } else {
-                    port_names.push(name);
-                }
+                unique_name(errs, &p, name, &mut port_names);
             }
         }
         port_in_range(errs, &format!("{p}.port"), int(port, "port"));
-        one_of(
-            errs,
-            port,
-            "protocol",
-            &format!("{p}.protocol"),
-            &["SCTP", "TCP", "UDP"],
-            "",
-        );
+        port_protocol(errs, port, &p);
         port_num_or_name(errs, &format!("{p}.targetPort"), port.get("targetPort"));
     }
     validate_labels(spec.get("selector"), "spec.selector", errs);

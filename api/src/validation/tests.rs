@@ -258,6 +258,37 @@ fn pod_updates_are_limited() {
     );
 }
 
+#[test]
+fn pod_updates_may_add_tolerations_and_remove_scheduling_gates() {
+    let tol = |key: &str| json!({"key": key, "operator": "Exists", "effect": "NoSchedule"});
+    let gate = |name: &str| json!({"name": name});
+    let old = pod(json!({"containers": [c("a")], "tolerations": [tol("x")],
+                         "schedulingGates": [gate("g"), gate("h")]}));
+    let mut allowed = old.clone();
+    allowed["spec"]["tolerations"] = json!([tol("x"), tol("y")]);
+    allowed["spec"]["schedulingGates"] = json!([gate("h")]);
+    assert_eq!(
+        update("", "Pod", allowed, old.clone()),
+        Vec::<String>::new()
+    );
+    let mut fewer_tolerations = old.clone();
+    fewer_tolerations["spec"]["tolerations"] = json!([]);
+    let errs = update("", "Pod", fewer_tolerations, old.clone());
+    assert_eq!(errs.len(), 1);
+    assert!(
+        errs[0].starts_with("spec: Forbidden: pod updates"),
+        "{errs:?}"
+    );
+    let mut more_gates = old.clone();
+    more_gates["spec"]["schedulingGates"] = json!([gate("g"), gate("h"), gate("i")]);
+    let errs = update("", "Pod", more_gates, old);
+    assert_eq!(errs.len(), 1);
+    assert!(
+        errs[0].starts_with("spec: Forbidden: pod updates"),
+        "{errs:?}"
+    );
+}
+
 fn deployment(selector: Value, labels: Value) -> Value {
     json!({"metadata": {"name": "web", "namespace": "default"}, "spec": {
         "selector": selector,

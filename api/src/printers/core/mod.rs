@@ -8,9 +8,9 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::format::{
-    age, arr_at, container_cells, format_labels, int_at, map_len, name, spec_replicas, str_at,
+    age, arr_at, controller_row, format_labels, map_len, name, replica_counts, str_at,
 };
-use super::{AGE, CONTAINERS, Doc, IMAGES, NAME, Printer, col, events, pod, wide};
+use super::{AGE, CONTAINERS, Doc, IMAGES, NAME, Printer, col, events, pod, selector_col};
 
 pub(super) use network::load_balancer_addresses;
 
@@ -147,7 +147,7 @@ fn quota_cells(quota: &Value, now: DateTime<Utc>) -> Vec<Value> {
     ]
 }
 
-/// `GetAccessModesAsString`: RWO, ROX, RWX, RWOP in that order, each once.
+/// `printReplicationController`: a replica set's columns, its selector a plain label map.
 const REPLICATION_CONTROLLER: Printer = Printer::new(
     &[
         NAME,
@@ -172,24 +172,11 @@ const REPLICATION_CONTROLLER: Printer = Printer::new(
         AGE,
         CONTAINERS,
         IMAGES,
-        wide(
-            "Selector",
-            "string",
-            Doc::Field("io.k8s.api.core.v1.ReplicationControllerSpec", "selector"),
-        ),
+        selector_col("io.k8s.api.core.v1.ReplicationControllerSpec"),
     ],
     |rc, now| {
-        let (names, images) = container_cells(arr_at(rc, "/spec/template/spec/containers"));
-        vec![
-            name(rc),
-            spec_replicas(rc).into(),
-            int_at(rc, "/status/replicas").into(),
-            int_at(rc, "/status/readyReplicas").into(),
-            age(rc, now),
-            names,
-            images,
-            format_labels(rc.pointer("/spec/selector").unwrap_or(&Value::Null)).into(),
-        ]
+        let selector = format_labels(rc.pointer("/spec/selector").unwrap_or(&Value::Null));
+        controller_row(rc, now, replica_counts(rc), Some(selector))
     },
 );
 
