@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use skiff_api::{ApiError, ResourceInfo};
 
 use super::write::{WriteOptions, commit_update};
-use super::{decode, list_query, store_error};
+use super::{get_versioned, list_query, store_error};
 use crate::apiserver::ApiServer;
 use crate::apiserver::codec::{self, Query};
 use crate::apiserver::objects::{self, metadata_mut};
@@ -136,13 +136,7 @@ pub(crate) async fn delete<S: Store>(
     let info = rp.info;
     let key = info.key(rp.namespace.as_deref().unwrap_or(""), name);
     loop {
-        let kv = api
-            .store
-            .get(&key)
-            .await
-            .map_err(|e| store_error(info, name, e))?
-            .ok_or_else(|| ApiError::not_found(&info.object_ref(name)))?;
-        let old = decode(&kv)?;
+        let (revision, old) = get_versioned(api, rp, name).await?;
         check_preconditions(info, name, &old, options)?;
         // kubectl and the API server default to Background.
         let propagation = options.propagation.unwrap_or(Propagation::Background);
@@ -166,14 +160,11 @@ pub(crate) async fn delete<S: Store>(
             if opts.dry_run {
                 return Ok((StatusCode::OK, old));
             }
-            api.store
-                .delete(&key, Some(kv.mod_revision))
-                .await
-                .map(|deleted| {
-                    let mut obj = old.clone();
-                    objects::set_resource_version(&mut obj, deleted.mod_revision);
-                    (StatusCode::OK, obj)
-                })
+            api.store.delete(&key, Some(revision)).await.map(|deleted| {
+                let mut obj = old.clone();
+                objects::set_resource_version(&mut obj, deleted.mod_revision);
+                (StatusCode::OK, obj)
+            })
         } else {
             if !objects::is_deleting(&old) {
                 let meta = metadata_mut(&mut next);
@@ -187,7 +178,7 @@ pub(crate) async fn delete<S: Store>(
                 }
             }
             metadata_mut(&mut next).remove("resourceVersion");
-            commit_update(api, info, &key, &old, kv.mod_revision, next, opts.dry_run)
+            commit_update(api, info, &key, &old, revision, next, opts.dry_run)
                 .await
                 .map(|(_, obj)| (StatusCode::OK, obj))
         };

@@ -180,6 +180,15 @@ pub(crate) async fn get<S: Store>(
     rp: &ResourcePath,
     name: &str,
 ) -> Result<Value, ApiError> {
+    get_versioned(api, rp, name).await.map(|(_, obj)| obj)
+}
+
+/// The stored object with the revision a compare-and-swap write must name, or NotFound.
+pub(crate) async fn get_versioned<S: Store>(
+    api: &ApiServer<S>,
+    rp: &ResourcePath,
+    name: &str,
+) -> Result<(u64, Value), ApiError> {
     let key = rp.info.key(rp.namespace.as_deref().unwrap_or(""), name);
     match api
         .store
@@ -187,7 +196,7 @@ pub(crate) async fn get<S: Store>(
         .await
         .map_err(|e| store_error(rp.info, name, e))?
     {
-        Some(kv) => decode(&kv),
+        Some(kv) => Ok((kv.mod_revision, decode(&kv)?)),
         None => Err(ApiError::not_found(&rp.info.object_ref(name))),
     }
 }

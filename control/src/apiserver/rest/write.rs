@@ -504,19 +504,13 @@ where
     let info = rp.info;
     let key = info.key(rp.namespace.as_deref().unwrap_or(""), name);
     for _ in 0..MAX_ATTEMPTS {
-        let kv = api
-            .store
-            .get(&key)
-            .await
-            .map_err(|e| store_error(info, name, e))?
-            .ok_or_else(|| ApiError::not_found(&info.object_ref(name)))?;
-        let old = decode(&kv)?;
+        let (revision, old) = super::get_versioned(api, rp, name).await?;
         let new = change(&old)?;
         let pinned = objects::parse_resource_version(objects::meta_str(&new, "resourceVersion"))?;
-        if pinned.is_some_and(|rv| rv != kv.mod_revision) {
+        if pinned.is_some_and(|rv| rv != revision) {
             return Err(ApiError::stale(&info.object_ref(name)));
         }
-        match commit_update(api, info, &key, &old, kv.mod_revision, new, dry_run).await {
+        match commit_update(api, info, &key, &old, revision, new, dry_run).await {
             Err(StoreError::Conflict { .. }) if pinned.is_none() => continue,
             other => return other.map_err(|e| store_error(info, name, e)),
         }
