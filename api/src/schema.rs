@@ -133,6 +133,47 @@ impl<'a> Node<'a> {
     }
 }
 
+/// Drops empty lists and maps from optional fields, as Go's `omitempty` does when the API
+/// server encodes an object: `labels: {}` left after removing the last label reads back as no
+/// labels at all, and `ownerReferences: []` as no owner references. Required fields keep theirs.
+pub fn omit_empty(root: Node<'_>, value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            if let Some(values) = root.additional_properties() {
+                for v in map.values_mut() {
+                    omit_empty(values, v);
+                }
+                return;
+            }
+            let required: Vec<&str> = root
+                .schema
+                .get("required")
+                .and_then(Value::as_array)
+                .map(|r| r.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            map.retain(|key, v| {
+                let Some(field) = root.property(key) else {
+                    return true;
+                };
+                omit_empty(field, v);
+                let collection =
+                    field.type_name() == Some("array") || field.additional_properties().is_some();
+                let empty = matches!(v, Value::Array(a) if a.is_empty())
+                    || matches!(v, Value::Object(o) if o.is_empty());
+                !(collection && empty && !required.contains(&key.as_str()))
+            });
+        }
+        Value::Array(items) => {
+            if let Some(item) = root.items() {
+                for v in items {
+                    omit_empty(item, v);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

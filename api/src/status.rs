@@ -248,10 +248,14 @@ impl ApiError {
         Self::plain(400, "BadRequest", message)
     }
 
-    /// Strict field validation failure: BadRequest whose message lists each unknown field.
-    pub fn strict_decoding(causes: Vec<FieldError>) -> Self {
+    /// Strict field validation failure: BadRequest whose message lists each unknown or
+    /// duplicate field, worded as the decoder of `kind` in `version` reports it.
+    pub fn strict_decoding(kind: &str, version: &str, causes: Vec<FieldError>) -> Self {
         let msgs: Vec<String> = causes.iter().map(|c| c.message.clone()).collect();
-        let mut e = Self::bad_request(format!("strict decoding error: {}", msgs.join(", ")));
+        let mut e = Self::bad_request(format!(
+            "{kind} in version \"{version}\" cannot be handled as a {kind}: strict decoding error: {}",
+            msgs.join(", ")
+        ));
         e.details = Some(Details {
             causes,
             ..Default::default()
@@ -263,13 +267,17 @@ impl ApiError {
         Self::plain(401, "Unauthorized", "Unauthorized")
     }
 
-    pub fn forbidden(r: &ObjectRef, user: &str, verb: &str, why: &str) -> Self {
-        let msg = format!(
-            "{} \"{}\" is forbidden: User \"{user}\" cannot {verb} resource \"{}\": {why}",
-            r.qualified_resource(),
-            r.name,
-            r.resource
-        );
+    /// `configmaps "x" is forbidden: <why>` (without a name: `configmaps is forbidden: <why>`).
+    pub fn forbidden(r: &ObjectRef, why: &str) -> Self {
+        let msg = if r.name.is_empty() {
+            format!("{} is forbidden: {why}", r.qualified_resource())
+        } else {
+            format!(
+                "{} \"{}\" is forbidden: {why}",
+                r.qualified_resource(),
+                r.name
+            )
+        };
         Self::with_ref(403, "Forbidden", msg, r, &r.resource)
     }
 

@@ -1,1 +1,386 @@
-//! Harness for end-to-end tests.
+//! Harness for end-to-end tests: [`Cluster`] runs the real `skiff up` on a temporary data dir and a
+//! free port and drives it with the real kubectl ([`Kubectl`]); [`table`] reads kubectl's tabular
+//! output the way a user does. Everything is killed and removed when the `Cluster` is dropped.
+
+mod kubectl;
+
+use std::fs::{File, OpenOptions};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+pub use kubectl::{Background, KUBECTL, Kubectl, Run};
+
+/// How long [`eventually`], readiness and a graceful stop may take before the test fails. It bounds
+/// a hang; nothing asserts that anything is fast.
+const BOUND: Duration = Duration::from_secs(60);
+const PAUSE: Duration = Duration::from_millis(100);
+
+/// A running (or stopped) `skiff up` and the directories it owns.
+pub struct Cluster {
+    data: tempfile::TempDir,
+    /// kubectl's discovery cache, skiff's logs and files the test writes.
+    work: tempfile::TempDir,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Cluster {
+    /// Starts a fresh control plane and waits until it answers `/readyz`.
+    pub fn start() -> Cluster {
+        let data = tempfile::Builder::new()
+            .prefix("skiff-e2e-data-")
+            .tempdir()
+            .expect("creating the data dir");
+        let work = tempfile::Builder::new()
+            .prefix("skiff-e2e-work-")
+            .tempdir()
+            .expect("creating the work dir");
+        std::fs::create_dir(work.path().join("kubectl-cache")).expect("creating the cache dir");
+        let mut cluster = Cluster {
+            data,
+            work,
+            port: 0,
+            child: None,
+        };
+        // Another test may grab the port between our probe and skiff's bind: retry with a new one.
+        let mut why = String::new();
+        for _ in 0..3 {
+            cluster.port = free_port();
+            cluster.spawn();
+            match cluster.wait_ready() {
+                Ok(()) => return cluster,
+                Err(e) => why = e,
+            }
+            if !cluster.server_log().contains("Address already in use") {
+                break;
+            }
+        }
+        panic!(
+            "skiff did not become ready on port {}: {why}\n{}",
+            cluster.port,
+            cluster.server_log()
+        )
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.data.path()
+    }
+
+    /// The admin kubeconfig `skiff up` wrote.
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.data.path().join("kubeconfig")
+    }
+
+    /// `https://127.0.0.1:PORT`
+    pub fn server(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+
+    /// A directory for the test's own files; removed with the cluster.
+    pub fn scratch(&self) -> &Path {
+        self.work.path()
+    }
+
+    /// Writes `contents` to `name` in [`Cluster::scratch`] and returns its path.
+    pub fn write_file(&self, name: &str, contents: &str) -> PathBuf {
+        let path = self.work.path().join(name);
+        std::fs::write(&path, contents).unwrap_or_else(|e| panic!("writing {path:?}: {e}"));
+        path
+    }
+
+    /// A kubectl invocation against this cluster, to be finished by the caller.
+    pub fn cmd(&self, args: &[&str]) -> Kubectl {
+        Kubectl::new(
+            args,
+            self.kubeconfig(),
+            self.work.path().join("kubectl-cache"),
+        )
+    }
+
+    pub fn kubectl(&self, args: &[&str]) -> Run {
+        self.cmd(args).run()
+    }
+
+    /// Asserts success (the full output is in the panic message) and returns stdout.
+    pub fn kubectl_ok(&self, args: &[&str]) -> String {
+        self.cmd(args).ok()
+    }
+
+    /// Asserts failure and returns stderr.
+    pub fn kubectl_err(&self, args: &[&str]) -> String {
+        self.cmd(args).err()
+    }
+
+    /// `kubectl apply -f -` with `manifest`, asserted to succeed; returns stdout.
+    pub fn apply(&self, manifest: &str) -> String {
+        self.cmd(&["apply", "-f", "-"]).stdin(manifest).ok()
+    }
+
+    /// `kubectl create -f -` with `manifest`, asserted to succeed; returns stdout.
+    pub fn create(&self, manifest: &str) -> String {
+        self.cmd(&["create", "-f", "-"]).stdin(manifest).ok()
+    }
+
+    /// Creates ConfigMap `namespace/name` with `data` through `kubectl create -f -` (a JSON body),
+    /// asserted to succeed; returns kubectl's output (`configmap/NAME created`).
+    ///
+    /// Tests use this for setup rather than `kubectl create configmap`, whose typed client sends
+    /// protobuf: that path has its own test, so its failure does not hide every other one.
+    pub fn create_configmap(&self, namespace: &str, name: &str, data: &[(&str, &str)]) -> String {
+        let data: serde_json::Map<String, serde_json::Value> = data
+            .iter()
+            .map(|(k, v)| (k.to_string(), (*v).into()))
+            .collect();
+        let manifest = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": namespace},
+            "data": data,
+        });
+        self.create(&manifest.to_string())
+    }
+
+    /// Everything skiff printed (stdout then stderr) across all its starts.
+    pub fn server_log(&self) -> String {
+        let read =
+            |name: &str| std::fs::read_to_string(self.work.path().join(name)).unwrap_or_default();
+        format!(
+            "--- skiff stdout ---\n{}\n--- skiff stderr ---\n{}",
+            read("skiff.stdout"),
+            read("skiff.stderr")
+        )
+    }
+
+    /// `kill -9`: no chance to flush or clean up.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then a bounded wait for the process to exit, then SIGKILL.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + BOUND;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            thread::sleep(PAUSE);
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("skiff ignored SIGTERM\n{}", self.server_log());
+    }
+
+    /// Starts skiff again on the same data dir and port after [`Cluster::kill`] or [`Cluster::stop`].
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "skiff is still running");
+        self.spawn();
+        if let Err(why) = self.wait_ready() {
+            panic!(
+                "skiff did not become ready after a restart: {why}\n{}",
+                self.server_log()
+            );
+        }
+    }
+
+    /// A graceful stop followed by a start on the same data dir.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.start_again();
+    }
+
+    fn spawn(&mut self) {
+        let log = |name: &str| -> File {
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.work.path().join(name))
+                .expect("opening a log file")
+        };
+        let bin = skiff_bin();
+        let child = Command::new(&bin)
+            .arg("up")
+            .arg("--data-dir")
+            .arg(self.data.path())
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .env_remove("KUBECONFIG")
+            .stdin(Stdio::null())
+            .stdout(log("skiff.stdout"))
+            .stderr(log("skiff.stderr"))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {bin:?}: {e}"));
+        self.child = Some(child);
+    }
+
+    /// Polls `/readyz` through kubectl; on failure, says why (skiff exited, or never answered).
+    fn wait_ready(&mut self) -> Result<(), String> {
+        let mut last = String::from("no kubeconfig was written");
+        let deadline = Instant::now() + BOUND;
+        while Instant::now() < deadline {
+            let Some(child) = self.child.as_mut() else {
+                return Err("skiff is not running".to_string());
+            };
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Err(format!("skiff exited with {status}"));
+            }
+            if self.kubeconfig().exists() {
+                let run = self.kubectl(&["get", "--raw", "/readyz", "--request-timeout=5s"]);
+                if run.success() && run.stdout.trim() == "ok" {
+                    return Ok(());
+                }
+                last = run.to_string();
+            }
+            thread::sleep(PAUSE);
+        }
+        self.kill();
+        Err(format!("no ready answer within {BOUND:?}; last: {last}"))
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The skiff binary: `SKIFF_BIN`, else `skiff` beside the test binary's `deps/` directory.
+pub fn skiff_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("SKIFF_BIN") {
+        return PathBuf::from(bin);
+    }
+    let exe = std::env::current_exe().expect("locating the test binary");
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join("skiff"))
+        .unwrap_or_else(|| panic!("no target dir above {exe:?}"));
+    assert!(
+        bin.exists(),
+        "skiff binary not found at {bin:?}: build it first (`cargo build -p skiff`, which scripts/test.sh does) or set SKIFF_BIN"
+    );
+    bin
+}
+
+/// `samples/` at the repository root.
+pub fn samples_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .join("samples")
+}
+
+/// A file shipped beside the tests (`tests/python/...`).
+pub fn test_file(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+/// Asserts that `tool` is on `PATH` and returns its path, naming it when it is missing.
+pub fn require_tool(tool: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(tool))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| panic!("`{tool}` is not installed: scripts/test.sh installs it"))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("finding a free port")
+}
+
+/// Retries `probe` (bounded) until it returns `Ok`; panics with `what` and the last error.
+pub fn eventually<T>(what: &str, mut probe: impl FnMut() -> Result<T, String>) -> T {
+    let mut last = String::new();
+    let deadline = Instant::now() + BOUND;
+    while Instant::now() < deadline {
+        match probe() {
+            Ok(value) => return value,
+            Err(e) => last = e,
+        }
+        thread::sleep(PAUSE);
+    }
+    panic!("{what} never happened; last attempt: {last}")
+}
+
+/// kubectl's tabular output as rows of cells, header first. Columns are separated by at least
+/// two spaces (kubectl pads with three), so headers like `NOMINATED NODE` stay one cell.
+pub fn table(output: &str) -> Vec<Vec<String>> {
+    output
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            line.split("  ")
+                .map(str::trim)
+                .filter(|cell| !cell.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .collect()
+}
+
+/// The row of `table` whose first cell (or second, with `-A`) is `name`; panics with the table.
+pub fn row<'a>(table: &'a [Vec<String>], name: &str) -> &'a [String] {
+    table
+        .iter()
+        .find(|r| r.first().is_some_and(|c| c == name) || (r.get(1).is_some_and(|c| c == name)))
+        .unwrap_or_else(|| panic!("no row {name:?} in {table:#?}"))
+}
+
+/// The value on the first line of `text` that starts (after indentation) with `key`, as
+/// `kubectl describe` prints `Key:   value`; `None` if no line does.
+pub fn field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+    text.lines()
+        .find_map(|line| line.trim_start().strip_prefix(key))
+        .map(str::trim)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_keeps_multi_word_headers_whole() {
+        let out = "NAME    READY   STATUS    RESTARTS   AGE   IP       NODE     NOMINATED NODE   READINESS GATES\n\
+                   web-1   0/1     Pending   0          3s    <none>   <none>   <none>           <none>\n";
+        let t = table(out);
+        assert_eq!(
+            t[0],
+            [
+                "NAME",
+                "READY",
+                "STATUS",
+                "RESTARTS",
+                "AGE",
+                "IP",
+                "NODE",
+                "NOMINATED NODE",
+                "READINESS GATES"
+            ]
+        );
+        assert_eq!(row(&t, "web-1")[2], "Pending");
+        assert_eq!(row(&t, "web-1").len(), 9);
+    }
+
+    #[test]
+    fn field_reads_describe_lines_whatever_the_alignment() {
+        let out = "Name:         web\nSelector:     app=web\n  Containers:\n   web:\n    Image:   nginx\n";
+        assert_eq!(field(out, "Selector:"), Some("app=web"));
+        assert_eq!(field(out, "Image:"), Some("nginx"));
+        assert_eq!(field(out, "Replicas:"), None);
+    }
+}

@@ -106,10 +106,6 @@ pub fn namespace(obj: &mut Value) {
         .unwrap_or(Value::Null);
     let labels = child(child(obj, "metadata"), "labels");
     labels["kubernetes.io/metadata.name"] = name;
-    let spec = child(obj, "spec");
-    if spec.get("finalizers").is_none_or(Value::is_null) {
-        spec["finalizers"] = json!(["kubernetes"]);
-    }
     default(child(obj, "status"), "phase", json!("Active"));
 }
 

@@ -1,11 +1,12 @@
 //! Defaulting of new and updated objects, as the Kubernetes v1.33 API server applies it: the
 //! `SetDefaults_*` functions of `pkg/apis/*/v1/defaults.go`, the create strategies' derived
-//! fields (Job selectors, Namespace finalizers, Pod status) and the admission plugins that
+//! fields (Job selectors, Pod status) and the admission plugins that
 //! always run (ServiceAccount, Priority, DefaultTolerationSeconds).
 //!
 //! [`apply`] runs after the server has set `metadata.name` (from `generateName`), `namespace`,
 //! `uid` and `creationTimestamp`, works on the wire JSON, and is idempotent: it fills only what
-//! is absent, so running it on a stored object changes nothing.
+//! is absent, so running it on a stored object changes nothing. (A Namespace's `kubernetes`
+//! finalizer is set by the API server on create only: it must stay removed once finalized.)
 
 mod core;
 mod pod;

@@ -16,6 +16,8 @@ use crate::apiserver::path::ResourcePath;
 use crate::store::{Store, StoreError};
 
 pub const ORPHAN_FINALIZER: &str = "orphan";
+/// Namespaces Kubernetes refuses to delete (its NamespaceLifecycle admission).
+const IMMORTAL_NAMESPACES: [&str; 3] = ["default", "kube-system", "kube-public"];
 pub const FOREGROUND_FINALIZER: &str = "foregroundDeletion";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,6 +136,12 @@ pub(crate) async fn delete<S: Store>(
     opts: &WriteOptions,
 ) -> Result<(StatusCode, Value), ApiError> {
     let info = rp.info;
+    if info.kind == "Namespace" && IMMORTAL_NAMESPACES.contains(&name) {
+        return Err(ApiError::forbidden(
+            &info.object_ref(name),
+            "this namespace may not be deleted",
+        ));
+    }
     let key = info.key(rp.namespace.as_deref().unwrap_or(""), name);
     loop {
         let (revision, old) = get_versioned(api, rp, name).await?;

@@ -139,7 +139,7 @@ fn check_fields(
     if causes.is_empty() {
         Ok(())
     } else {
-        Err(ApiError::strict_decoding(causes))
+        Err(ApiError::strict_decoding(&info.kind, &info.version, causes))
     }
 }
 
@@ -164,13 +164,17 @@ fn normalise(info: &ResourceInfo, obj: Value) -> Result<Value, ApiError> {
     let Some(typed) = info.typed else {
         return Ok(obj);
     };
-    (typed.roundtrip)(&obj).map_err(|e| {
+    let mut obj = (typed.roundtrip)(&obj).map_err(|e| {
         ApiError::bad_request(format!(
             "{kind} in version \"{version}\" cannot be handled as a {kind}: {e}",
             kind = info.kind,
             version = info.version
         ))
-    })
+    })?;
+    if let Some(root) = skiff_api::schema::index().root(info) {
+        skiff_api::schema::omit_empty(root, &mut obj);
+    }
+    Ok(obj)
 }
 
 fn invalid(info: &ResourceInfo, obj: &Value, errs: Vec<FieldError>) -> Result<(), ApiError> {
@@ -193,7 +197,12 @@ fn reset_status(info: &ResourceInfo, obj: &mut Value) {
 }
 
 /// Namespaced objects go only into namespaces that exist and are not terminating.
-async fn check_namespace<S: Store>(api: &ApiServer<S>, namespace: &str) -> Result<(), ApiError> {
+async fn check_namespace<S: Store>(
+    api: &ApiServer<S>,
+    info: &ResourceInfo,
+    name: &str,
+    namespace: &str,
+) -> Result<(), ApiError> {
     let ns_info = registry::find("", "v1", "namespaces")
         .ok_or_else(|| ApiError::internal("no namespaces resource"))?;
     let kv = api
@@ -206,15 +215,13 @@ async fn check_namespace<S: Store>(api: &ApiServer<S>, namespace: &str) -> Resul
     };
     let ns = decode(&kv)?;
     if objects::is_deleting(&ns) {
-        return Err(ApiError {
-            code: 403,
-            reason: "Forbidden",
-            message: format!(
+        let r = info.object_ref(name);
+        return Err(ApiError::forbidden(
+            &r,
+            &format!(
                 "unable to create new content in namespace {namespace} because it is being terminated"
             ),
-            details: None,
-            retry_after_seconds: None,
-        });
+        ));
     }
     Ok(())
 }
@@ -229,6 +236,8 @@ pub(crate) async fn create<S: Store>(
     let info = rp.info;
     check_type(info, &mut obj)?;
     check_fields(info, &obj, raw, opts)?;
+    // What a client claims to manage is recomputed from what it wrote.
+    metadata_mut(&mut obj).remove("managedFields");
     let mut obj = admit_create(api, rp, obj)?;
     patch::record_update(
         info,
@@ -302,7 +311,6 @@ fn admit_create<S: Store>(
             "deletionGracePeriodSeconds",
             "selfLink",
             "generation",
-            "managedFields",
         ] {
             meta.remove(server_owned);
         }
@@ -313,6 +321,11 @@ fn admit_create<S: Store>(
     let _ = api;
     let mut obj = normalise(info, obj)?;
     reset_status(info, &mut obj);
+    if info.kind == "Namespace" {
+        // Set at creation only (the namespace strategy's PrepareForCreate): the namespace
+        // controller removes it, through `finalize`, once the namespace is empty.
+        obj["spec"]["finalizers"] = json!(["kubernetes"]);
+    }
     defaults::apply(info, &mut obj);
     invalid(info, &obj, validation::validate_create(info, &obj))?;
     Ok(obj)
@@ -328,7 +341,7 @@ async fn store_create<S: Store>(
     let name = objects::name(&obj).unwrap_or("").to_string();
     let namespace = rp.namespace.clone().unwrap_or_default();
     if info.namespaced {
-        check_namespace(api, &namespace).await?;
+        check_namespace(api, info, &name, &namespace).await?;
     }
     if info.kind == "Service" {
         crate::allocators::allocate_service(api, &mut obj).await?;
