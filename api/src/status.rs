@@ -166,7 +166,8 @@ pub struct ApiError {
     /// `StatusReason`, e.g. `NotFound`; empty for an unclassified error.
     pub reason: &'static str,
     pub message: String,
-    pub details: Option<Details>,
+    /// Boxed: errors travel in every `Result` of the request path, so they stay small.
+    pub details: Option<Box<Details>>,
     /// Seconds a client should wait before retrying (`details.retryAfterSeconds`).
     pub retry_after_seconds: Option<u32>,
 }
@@ -192,12 +193,12 @@ impl ApiError {
             code,
             reason,
             message,
-            details: Some(Details {
+            details: Some(Box::new(Details {
                 name: r.name.clone(),
                 group: r.group.clone(),
                 kind: kind.to_string(),
                 causes: Vec::new(),
-            }),
+            })),
             retry_after_seconds: None,
         }
     }
@@ -256,10 +257,10 @@ impl ApiError {
             "{kind} in version \"{version}\" cannot be handled as a {kind}: strict decoding error: {}",
             msgs.join(", ")
         ));
-        e.details = Some(Details {
+        e.details = Some(Box::new(Details {
             causes,
             ..Default::default()
-        });
+        }));
         e
     }
 

@@ -189,10 +189,10 @@ fn conflict_error(mut conflicts: Vec<(String, Path)>) -> ApiError {
         code: 409,
         reason: "Conflict",
         message,
-        details: Some(Details {
+        details: Some(Box::new(Details {
             causes,
             ..Default::default()
-        }),
+        })),
         retry_after_seconds: None,
     }
 }
@@ -230,7 +230,6 @@ mod tests {
 
     /// kubectl's unforced apply of `config(replicas, image)` to `live` at `now`.
     // ApiError is the API server's one error type, large or not.
-    #[allow(clippy::result_large_err)]
     fn apply(
         live: Option<&Value>,
         replicas: Option<i64>,

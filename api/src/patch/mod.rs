@@ -17,7 +17,7 @@ pub use managed_fields::record_update;
 use serde_json::{Map, Value};
 
 use crate::registry::ResourceInfo;
-use crate::status::{ApiError, Details};
+use crate::status::ApiError;
 
 /// The four PATCH body types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,7 +160,7 @@ pub(crate) fn rejected() -> ApiError {
         code: 422,
         reason: "Invalid",
         message: "the server rejected our request due to an error in our request".into(),
-        details: Some(Details::default()),
+        details: Some(Box::default()),
         retry_after_seconds: None,
     }
 }

@@ -54,7 +54,6 @@ pub enum IncludeObject {
 impl IncludeObject {
     /// Parses the `includeObject` query parameter; absent or empty means `Metadata`.
     // ApiError is the API server's one error type, large or not.
-    #[allow(clippy::result_large_err)]
     pub fn parse(s: Option<&str>) -> Result<Self, ApiError> {
         match s.unwrap_or("") {
             "" | "Metadata" => Ok(Self::Metadata),

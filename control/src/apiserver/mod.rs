@@ -100,9 +100,9 @@ impl<S: Store> ApiServer<S> {
             if req.method() == Method::GET {
                 Ok(())
             } else {
-                Err(ApiError::method_not_allowed(format!(
-                    "the server does not allow this method on the requested resource"
-                )))
+                Err(ApiError::method_not_allowed(
+                    "the server does not allow this method on the requested resource".to_string(),
+                ))
             }
         };
         match route {
@@ -207,7 +207,7 @@ fn root_discovery(req: &Request, core: bool) -> Response {
         return resp;
     }
     let doc = if core {
-        discovery::api_versions(&server_address(&req))
+        discovery::api_versions(&server_address(req))
     } else {
         discovery::api_group_list()
     };

@@ -60,9 +60,9 @@ pub(crate) async fn serve<S: Store>(
         if info.supports(verb) || rp.subresource.is_some() {
             Ok(())
         } else {
-            Err(ApiError::method_not_allowed(format!(
-                "the server does not allow this method on the requested resource"
-            )))
+            Err(ApiError::method_not_allowed(
+                "the server does not allow this method on the requested resource".to_string(),
+            ))
         }
     };
     let output = codec::output(req.headers(), &query)?;

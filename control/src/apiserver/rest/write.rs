@@ -288,15 +288,14 @@ fn admit_create<S: Store>(
             .get("name")
             .and_then(Value::as_str)
             .is_some_and(|n| !n.is_empty());
-        if !has_name {
-            if let Some(prefix) = meta
+        if !has_name
+            && let Some(prefix) = meta
                 .get("generateName")
                 .and_then(Value::as_str)
                 .filter(|p| !p.is_empty())
-            {
-                let generated = objects::generate_name(prefix);
-                meta.insert("name".into(), Value::String(generated));
-            }
+        {
+            let generated = objects::generate_name(prefix);
+            meta.insert("name".into(), Value::String(generated));
         }
         meta.insert(
             "uid".into(),
@@ -408,26 +407,25 @@ fn admit_update(
                 "deletionGracePeriodSeconds",
                 "generation",
             ] {
-                if field == "name" || field == "namespace" || field == "uid" {
-                    if let Some(given) = meta
+                if (field == "name" || field == "namespace" || field == "uid")
+                    && let Some(given) = meta
                         .get(field)
                         .and_then(Value::as_str)
                         .filter(|s| !s.is_empty())
-                        && old_meta.get(field).and_then(Value::as_str) != Some(given)
-                    {
-                        if field == "uid" {
-                            return Err(ApiError::conflict(
-                                &info.object_ref(
-                                    old_meta.get("name").and_then(Value::as_str).unwrap_or(""),
-                                ),
-                                "Precondition failed: UID in precondition does not match the object",
-                            ));
-                        }
-                        return Err(ApiError::bad_request(format!(
-                            "the {field} of the object ({given}) does not match the {field} on the URL ({})",
-                            old_meta.get(field).and_then(Value::as_str).unwrap_or("")
-                        )));
+                    && old_meta.get(field).and_then(Value::as_str) != Some(given)
+                {
+                    if field == "uid" {
+                        return Err(ApiError::conflict(
+                            &info.object_ref(
+                                old_meta.get("name").and_then(Value::as_str).unwrap_or(""),
+                            ),
+                            "Precondition failed: UID in precondition does not match the object",
+                        ));
                     }
+                    return Err(ApiError::bad_request(format!(
+                        "the {field} of the object ({given}) does not match the {field} on the URL ({})",
+                        old_meta.get(field).and_then(Value::as_str).unwrap_or("")
+                    )));
                 }
                 match old_meta.get(field) {
                     Some(v) => meta.insert(field.into(), v.clone()),
