@@ -222,11 +222,30 @@ pub fn patch_content_type(headers: &HeaderMap) -> &str {
     content_type(headers)
 }
 
+/// How much of an oversized body is read (and dropped) before answering 413: a client still
+/// sending gets its answer instead of a reset connection, and a huge body cannot hold the server.
+const DRAIN_BYTES: usize = 32 * 1024 * 1024;
+
 /// The request body, refusing more than [`MAX_BODY_BYTES`] with 413.
 pub async fn read_body(body: Body) -> Result<bytes::Bytes, ApiError> {
-    axum::body::to_bytes(body, MAX_BODY_BYTES)
-        .await
-        .map_err(|_| ApiError::request_entity_too_large(MAX_BODY_BYTES))
+    use futures::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut buf = bytes::BytesMut::new();
+    let mut total = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::bad_request(format!("reading the request body: {e}")))?;
+        total += chunk.len();
+        if total <= MAX_BODY_BYTES {
+            buf.extend_from_slice(&chunk);
+        } else if total > DRAIN_BYTES {
+            break;
+        }
+    }
+    if total > MAX_BODY_BYTES {
+        return Err(ApiError::request_entity_too_large(MAX_BODY_BYTES));
+    }
+    Ok(buf.freeze())
 }
 
 #[cfg(test)]
