@@ -259,7 +259,27 @@ fn builtins() -> Vec<ResourceInfo> {
         // apiextensions.k8s.io/v1
         builtin!("apiextensions.k8s.io", "v1", apiextensions::CustomResourceDefinition, "CustomResourceDefinition", "customresourcedefinitions", false,
             short: ["crd", "crds"], cat: ["api-extensions"], verbs: ALL_VERBS, sub: ["status"]),
+        // metrics.k8s.io/v1beta1: read-only, filled by node agents' resource usage (`kubectl top`).
+        metrics("PodMetrics", "pods", true),
+        metrics("NodeMetrics", "nodes", false),
     ]
+}
+
+/// A `metrics.k8s.io` resource: computed, never written by clients, and with no `k8s-openapi` type.
+fn metrics(kind: &'static str, plural: &'static str, namespaced: bool) -> ResourceInfo {
+    ResourceInfo {
+        group: Cow::Borrowed("metrics.k8s.io"),
+        version: Cow::Borrowed("v1beta1"),
+        kind: Cow::Borrowed(kind),
+        plural: Cow::Borrowed(plural),
+        singular: Cow::Borrowed(""),
+        namespaced,
+        short_names: Cow::Borrowed(&[]),
+        categories: Cow::Borrowed(&[]),
+        verbs: Cow::Borrowed(&["get", "list"]),
+        subresources: Cow::Borrowed(&[]),
+        typed: None,
+    }
 }
 
 /// The built-in resources, in discovery order.
@@ -326,7 +346,7 @@ mod tests {
 
     #[test]
     fn every_builtin_has_a_schema_name_and_roundtrips_an_empty_object() {
-        for r in all() {
+        for r in all().iter().filter(|r| r.group != "metrics.k8s.io") {
             let t = r.typed.expect("built-ins are typed");
             assert!((t.schema_name)().starts_with("io.k8s."), "{r:?}");
             let obj = serde_json::json!({"apiVersion": r.api_version(), "kind": r.kind, "metadata": {"name": "x"}});

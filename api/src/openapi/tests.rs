@@ -144,7 +144,7 @@ fn every_patch_operation_takes_field_validation() {
 /// paths must equal, key for key, an entry of some schema's `x-kubernetes-group-version-kind`.
 #[test]
 fn explain_finds_every_kind() {
-    for r in registry::all() {
+    for r in registry::all().iter().filter(|r| r.typed.is_some()) {
         let doc = document(&r.group, &r.version);
         let prefix = if r.group.is_empty() {
             "/api".to_string()
