@@ -7,7 +7,8 @@ use axum::response::Response;
 use serde_json::{Value, json};
 use skiff_api::{ApiError, ResourceInfo};
 
-use super::write::{WriteOptions, commit_update};
+use super::WriteOptions;
+use super::write::commit_update;
 use super::{get_versioned, list_query, store_error};
 use crate::apiserver::ApiServer;
 use crate::apiserver::codec::{self, Query};

@@ -1,6 +1,7 @@
 //! REST verbs on resources: dispatch by method and path shape, and the read side (get, list).
 //! Writes live in `write.rs`, deletes in `delete.rs`, the `scale` subresource in `scale.rs`.
 
+mod admission;
 mod delete;
 mod scale;
 mod write;
@@ -23,7 +24,7 @@ use super::{ApiServer, watch};
 use crate::server::User;
 use crate::store::{KeyValue, Store, StoreError};
 
-pub(crate) use write::WriteOptions;
+pub(crate) use admission::WriteOptions;
 
 /// Maps a store failure about `name` of `info` to the Status a client sees.
 pub(crate) fn store_error(info: &ResourceInfo, name: &str, e: StoreError) -> ApiError {
@@ -87,7 +88,7 @@ pub(crate) async fn serve<S: Store>(
             let headers = req.headers().clone();
             let body = codec::read_body(req.into_body()).await?;
             let value = codec::decode_body(&headers, &body)?;
-            let warnings = write::field_warnings(info, &value, &body, &opts);
+            let warnings = admission::field_warnings(info, &value, &body, &opts);
             let (code, obj) = write::create(api, &rp, &opts, value, &body).await?;
             respond(info, code, obj, output).map(|r| codec::with_warnings(r, &warnings))
         }
@@ -102,7 +103,7 @@ pub(crate) async fn serve<S: Store>(
             let headers = req.headers().clone();
             let body = codec::read_body(req.into_body()).await?;
             let value = codec::decode_body(&headers, &body)?;
-            let warnings = write::field_warnings(info, &value, &body, &opts);
+            let warnings = admission::field_warnings(info, &value, &body, &opts);
             let (code, obj) = write::replace(api, &rp, name, sub, &opts, value, &body).await?;
             respond(info, code, obj, output).map(|r| codec::with_warnings(r, &warnings))
         }
@@ -366,7 +367,7 @@ pub(crate) async fn ensure_exists<S: Store>(
     let opts = WriteOptions {
         dry_run: false,
         field_manager: "skiff-apiserver".into(),
-        field_validation: write::FieldValidation::Strict,
+        field_validation: admission::FieldValidation::Strict,
         force: false,
     };
     match write::create(api, &rp, &opts, obj, b"").await {

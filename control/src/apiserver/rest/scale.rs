@@ -8,7 +8,8 @@ use skiff_api::ApiError;
 use skiff_api::patch::{self, PatchType};
 use skiff_api::selectors::LabelSelector;
 
-use super::write::{WriteOptions, read_modify_write};
+use super::WriteOptions;
+use super::write::read_modify_write;
 use crate::apiserver::ApiServer;
 use crate::apiserver::codec;
 use crate::apiserver::objects::{self, metadata_mut};
