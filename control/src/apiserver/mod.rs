@@ -34,6 +34,9 @@ pub const KUBERNETES_MINOR: &str = "33";
 pub struct ApiServer<S: Store> {
     pub(crate) store: Arc<S>,
     pub(crate) watch_cache: WatchCache,
+    /// Held from picking a Service's ClusterIP/NodePorts until the Service is stored, so two
+    /// concurrent creates never pick the same address.
+    pub(crate) service_allocation: tokio::sync::Mutex<()>,
     ready: AtomicBool,
 }
 
@@ -42,6 +45,7 @@ impl<S: Store> ApiServer<S> {
         Arc::new(Self {
             store,
             watch_cache,
+            service_allocation: tokio::sync::Mutex::new(()),
             ready: AtomicBool::new(false),
         })
     }

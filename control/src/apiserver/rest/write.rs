@@ -88,9 +88,13 @@ async fn store_create<S: Store>(
     if info.namespaced {
         check_namespace(api, info, &name, &namespace).await?;
     }
-    if info.kind == "Service" {
+    let _allocating = if info.kind == "Service" {
+        let guard = api.service_allocation.lock().await;
         crate::allocators::allocate_service(api, &mut obj).await?;
-    }
+        Some(guard)
+    } else {
+        None
+    };
     if opts.dry_run {
         return Ok((StatusCode::CREATED, obj));
     }
