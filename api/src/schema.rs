@@ -53,34 +53,33 @@ impl SchemaIndex {
         })
     }
 
-    /// Follows a `$ref`, also in the `allOf: [{$ref}]` form that carries a description beside it.
+    /// Follows a reference (see [`reference`]); anything else is its own node.
     fn resolve<'a>(&'a self, schema: &'a Value) -> Node<'a> {
-        let reference = schema.get("$ref").or_else(|| {
-            match schema
-                .get("allOf")
-                .and_then(Value::as_array)
-                .map(Vec::as_slice)
-            {
-                Some([only]) => only.get("$ref"),
-                _ => None,
-            }
-        });
-        match reference.and_then(Value::as_str) {
-            Some(r) => {
-                let name = r.strip_prefix(REF_PREFIX).unwrap_or(r);
-                self.definition(name).unwrap_or(Node {
-                    index: self,
-                    definition: None,
-                    schema,
-                })
-            }
-            None => Node {
+        reference(schema)
+            .and_then(|name| self.definition(name))
+            .unwrap_or(Node {
                 index: self,
                 definition: None,
                 schema,
-            },
-        }
+            })
     }
+}
+
+/// The definition name a schema refers to: `$ref`, or a lone `allOf: [{$ref}]` (the OpenAPI 3
+/// way of giving a reference its own description).
+pub fn reference(schema: &Value) -> Option<&str> {
+    let reference = schema.get("$ref").or_else(|| {
+        match schema
+            .get("allOf")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+        {
+            Some([only]) => only.get("$ref"),
+            _ => None,
+        }
+    })?;
+    let reference = reference.as_str()?;
+    Some(reference.strip_prefix(REF_PREFIX).unwrap_or(reference))
 }
 
 /// One schema position; `definition` names the type when the position is a named definition.

@@ -1,6 +1,7 @@
 //! API semantics clients rely on beyond the everyday commands: watches resumed from a
 //! resourceVersion past the window (410 Expired), `sendInitialEvents` bookmarks, paginated lists,
-//! field selectors, the body size limit and deletecollection.
+//! field selectors, the body size limit, deletecollection, and `kind: List` manifests (which
+//! kubectl validates against `/openapi/v2`).
 
 use serde_json::Value;
 use skiff_tests::{Cluster, require_tool};
@@ -14,8 +15,7 @@ fn watch_events(cluster: &Cluster, path: &str) -> Vec<Value> {
         .unwrap_or_else(|e| panic!("watch stream is not JSON events ({e}):\n{out}"))
 }
 
-/// A multi-document stream of ConfigMaps (not a `kind: List`: kubectl validates Lists against
-/// `/openapi/v2`, which Skiff does not serve yet).
+/// A multi-document stream of ConfigMaps.
 fn config_maps(count: usize, prefix: &str) -> String {
     (0..count)
         .map(|i| {
@@ -249,4 +249,32 @@ fn deletecollection_removes_only_the_selected_objects() {
         !left.contains("gone-") && left.contains("configmap/kept"),
         "{left}"
     );
+}
+
+#[test]
+fn list_manifests_are_validated_and_applied() {
+    let cluster = Cluster::start();
+    let list = "apiVersion: v1\nkind: List\nitems:\n\
+        - {apiVersion: v1, kind: ConfigMap, metadata: {name: a}, data: {k: v}}\n\
+        - {apiVersion: v1, kind: ConfigMap, metadata: {name: b}}\n";
+    let out = cluster.cmd(&["apply", "-f", "-"]).stdin(list).ok();
+    assert_eq!(out, "configmap/a created\nconfigmap/b created\n");
+
+    // What `kubectl get -o yaml` prints is a List too, and applies back.
+    let dumped = cluster.kubectl_ok(&["get", "cm", "a", "b", "-o", "yaml"]);
+    let again = cluster.cmd(&["apply", "-f", "-"]).stdin(&dumped).ok();
+    assert!(
+        again.contains("configmap/a") && again.contains("configmap/b"),
+        "{again}"
+    );
+
+    // kubectl refuses an unknown field in a List item itself, against the served schema.
+    let bad = "apiVersion: v1\nkind: List\nitems:\n\
+        - {apiVersion: v1, kind: ConfigMap, metadata: {name: c}, dataa: {k: v}}\n";
+    let err = cluster.cmd(&["apply", "-f", "-"]).stdin(bad).err();
+    assert!(
+        err.contains(r#"unknown field "dataa" in io.k8s.api.core.v1.ConfigMap"#),
+        "{err}"
+    );
+    cluster.kubectl_err(&["get", "cm", "c"]);
 }

@@ -80,7 +80,7 @@ fn register<T: JsonSchema>(generator: &mut SchemaGenerator) {
 }
 
 /// Every definition any document may reference, built once.
-fn definitions() -> &'static Map<String, Value> {
+pub(super) fn definitions() -> &'static Map<String, Value> {
     static DEFINITIONS: OnceLock<Map<String, Value>> = OnceLock::new();
     DEFINITIONS.get_or_init(|| {
         let mut defs = schema::index().definitions().clone();

@@ -3,14 +3,17 @@
 //! before asking the server for strict validation). Each document holds the paths of its
 //! group-version's resources ([`paths`]) and every schema they reference ([`components`]).
 //! Documents are built once, on first use, and kept serialized with their hash, which the index
-//! puts in each URL (`?hash=`) and the server sends as the ETag. `/openapi/v2` is not served:
-//! kubectl decodes it only as protobuf.
+//! puts in each URL (`?hash=`) and the server sends as the ETag. `/openapi/v2`, the same
+//! definitions as Swagger 2.0 in protobuf, is [`v2`]'s.
 
 mod components;
 mod operation;
 mod paths;
 #[cfg(test)]
 mod tests;
+mod v2;
+
+pub use v2::{V2_PROTOBUF_CONTENT_TYPE, v2_protobuf};
 
 use std::sync::OnceLock;
 

@@ -138,18 +138,19 @@ impl<S: Store> ApiServer<S> {
                 get_only()?;
                 let (doc, hash) = openapi::v3_document(&group, &version)
                     .ok_or_else(ApiError::no_such_resource)?;
-                let mut resp = Response::new(Body::from(doc));
-                resp.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                );
-                if let Ok(etag) = HeaderValue::from_str(&format!("\"{hash}\"")) {
-                    resp.headers_mut().insert(header::ETAG, etag);
-                }
-                Ok(resp)
+                Ok(openapi_document(Body::from(doc), "application/json", hash))
             }
-            // kubectl decodes /openapi/v2 only as protobuf: 404 makes it use v3.
-            Route::OpenApiV2 => Err(ApiError::no_such_resource()),
+            // kubectl decodes /openapi/v2 only as protobuf, whatever the Content-Type; it
+            // validates `kind: List` manifests against it.
+            Route::OpenApiV2 => {
+                get_only()?;
+                let (bytes, hash) = openapi::v2_protobuf();
+                Ok(openapi_document(
+                    Body::from(bytes),
+                    openapi::V2_PROTOBUF_CONTENT_TYPE,
+                    hash,
+                ))
+            }
             Route::Resource(rp) => {
                 let query = Query::parse(req.uri().query());
                 rest::serve(self, rp, query, user, req).await
@@ -192,6 +193,17 @@ pub fn go_arch() -> &'static str {
         "aarch64" => "arm64",
         other => other,
     }
+}
+
+/// An OpenAPI document with its hash as the ETag, which kubectl's cache keys on.
+fn openapi_document(body: Body, content_type: &'static str, hash: &str) -> Response {
+    let mut resp = Response::new(body);
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Ok(etag) = HeaderValue::from_str(&format!("\"{hash}\"")) {
+        resp.headers_mut().insert(header::ETAG, etag);
+    }
+    resp
 }
 
 /// `/api` and `/apis`: aggregated discovery when the client asks for it (kubectl branches on
