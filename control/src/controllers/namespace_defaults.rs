@@ -15,6 +15,7 @@ use kube::{Client, ResourceExt};
 use tracing::warn;
 
 pub const ROOT_CA_CONFIG_MAP: &str = "kube-root-ca.crt";
+pub const DEFAULT_SERVICE_ACCOUNT: &str = "default";
 
 struct Context {
     client: Client,
@@ -28,22 +29,17 @@ pub async fn run(client: Client, ca_pem: String) {
         ca_pem,
     });
     Controller::new(namespaces, watcher::Config::default())
-        // A deleted ServiceAccount or ConfigMap brings its namespace back for reconciling.
+        // A deleted default ServiceAccount or root-CA ConfigMap brings its namespace back for
+        // reconciling; the field selectors keep every other object's changes off this watch.
         .watches(
             Api::<ServiceAccount>::all(client.clone()),
-            watcher::Config::default(),
-            |sa| {
-                sa.namespace()
-                    .map(|ns| kube::runtime::reflector::ObjectRef::new(&ns))
-            },
+            watcher::Config::default().fields(&format!("metadata.name={DEFAULT_SERVICE_ACCOUNT}")),
+            |sa| sa.namespace().map(|ns| kube::runtime::reflector::ObjectRef::new(&ns)),
         )
         .watches(
             Api::<ConfigMap>::all(client),
-            watcher::Config::default(),
-            |cm| {
-                cm.namespace()
-                    .map(|ns| kube::runtime::reflector::ObjectRef::new(&ns))
-            },
+            watcher::Config::default().fields(&format!("metadata.name={ROOT_CA_CONFIG_MAP}")),
+            |cm| cm.namespace().map(|ns| kube::runtime::reflector::ObjectRef::new(&ns)),
         )
         .run(reconcile, error_policy, ctx)
         .for_each(|_| async {})
@@ -77,7 +73,7 @@ async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action, kube
     ensure(
         Api::<ServiceAccount>::namespaced(ctx.client.clone(), &name),
         ServiceAccount {
-            metadata: meta("default"),
+            metadata: meta(DEFAULT_SERVICE_ACCOUNT),
             ..Default::default()
         },
     )
