@@ -34,12 +34,18 @@ pub async fn run(client: Client, ca_pem: String) {
         .watches(
             Api::<ServiceAccount>::all(client.clone()),
             watcher::Config::default().fields(&format!("metadata.name={DEFAULT_SERVICE_ACCOUNT}")),
-            |sa| sa.namespace().map(|ns| kube::runtime::reflector::ObjectRef::new(&ns)),
+            |sa| {
+                sa.namespace()
+                    .map(|ns| kube::runtime::reflector::ObjectRef::new(&ns))
+            },
         )
         .watches(
             Api::<ConfigMap>::all(client),
             watcher::Config::default().fields(&format!("metadata.name={ROOT_CA_CONFIG_MAP}")),
-            |cm| cm.namespace().map(|ns| kube::runtime::reflector::ObjectRef::new(&ns)),
+            |cm| {
+                cm.namespace()
+                    .map(|ns| kube::runtime::reflector::ObjectRef::new(&ns))
+            },
         )
         .run(reconcile, error_policy, ctx)
         .for_each(|_| async {})
