@@ -146,3 +146,59 @@ fn describe_shows_sample_objects() {
         "describe must not print secret values:\n{secret}"
     );
 }
+
+#[test]
+fn diff_shows_what_an_apply_would_change_and_nothing_else() {
+    let cluster = Cluster::start();
+    let dir = samples_dir();
+    cluster.kubectl_ok(&["apply", "-f", dir.to_str().expect("utf-8 path")]);
+
+    let unchanged = cluster.kubectl(&["diff", "-f", dir.to_str().expect("utf-8 path")]);
+    assert!(
+        unchanged.success() && unchanged.stdout.is_empty(),
+        "{unchanged}"
+    );
+
+    let deployment = std::fs::read_to_string(dir.join("30-deployment.yaml")).expect("sample");
+    assert!(
+        deployment.contains("replicas: 2"),
+        "the sample runs two replicas"
+    );
+    let scaled = cluster.write_file(
+        "scaled.yaml",
+        &deployment.replace("replicas: 2", "replicas: 3"),
+    );
+    let diff = cluster.kubectl(&["diff", "-f", scaled.to_str().expect("utf-8 path")]);
+    // kubectl diff exits 1 when there are differences.
+    assert_eq!(diff.status.code(), Some(1), "{diff}");
+    let changed: Vec<&str> = diff
+        .stdout
+        .lines()
+        .filter(|l| {
+            (l.starts_with('-') || l.starts_with('+'))
+                && !l.starts_with("---")
+                && !l.starts_with("+++")
+        })
+        .collect();
+    assert_eq!(
+        changed,
+        [
+            "-  generation: 1",
+            "+  generation: 2",
+            "-  replicas: 2",
+            "+  replicas: 3"
+        ],
+        "{diff}"
+    );
+    // A server-side dry run writes nothing.
+    let replicas = cluster.kubectl_ok(&[
+        "get",
+        "deploy",
+        "hello",
+        "-n",
+        "demo",
+        "-o",
+        "jsonpath={.spec.replicas}",
+    ]);
+    assert_eq!(replicas, "2");
+}

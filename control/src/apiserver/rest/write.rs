@@ -122,6 +122,8 @@ pub(crate) async fn commit_update<S: Store>(
         return Ok((StatusCode::OK, old.clone()));
     }
     if dry_run {
+        // Nothing was written: the object is still at the version it was read at.
+        objects::set_resource_version(&mut new, old_revision);
         return Ok((StatusCode::OK, new));
     }
     if deletion_complete(info, &new) {
