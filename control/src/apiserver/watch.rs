@@ -33,12 +33,18 @@ struct Encoder {
     columns_sent: bool,
 }
 
+/// One line of a watch stream; borrows the object so fanning out costs no copy of it.
+#[derive(serde::Serialize)]
+struct WatchEvent<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    object: &'a Value,
+}
+
 impl Encoder {
     fn event(&mut self, kind: &str, object: &Value) -> Bytes {
-        let object = match self.output {
-            Output::Json => object.clone(),
-            Output::Metadata if kind != "ERROR" => super::codec::partial_metadata(object),
-            Output::Metadata => object.clone(),
+        let transformed = match self.output {
+            Output::Metadata if kind != "ERROR" => Some(super::codec::partial_metadata(object)),
             Output::Table(include) if kind != "BOOKMARK" && kind != "ERROR" => {
                 let rv = objects::meta_str(object, "resourceVersion")
                     .unwrap_or("")
@@ -52,12 +58,15 @@ impl Encoder {
                     chrono::Utc::now(),
                 );
                 self.columns_sent = true;
-                table
+                Some(table)
             }
-            Output::Table(_) => object.clone(),
+            _ => None,
         };
-        let mut line =
-            serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
+        let event = WatchEvent {
+            kind,
+            object: transformed.as_ref().unwrap_or(object),
+        };
+        let mut line = serde_json::to_vec(&event).unwrap_or_default();
         line.push(b'\n');
         Bytes::from(line)
     }
