@@ -147,9 +147,7 @@ impl WatchCache {
 }
 
 fn decode(kv: &store::KeyValue, revision: u64) -> Option<Value> {
-    let mut v: Value = serde_json::from_slice(&kv.value).ok()?;
-    crate::apiserver::objects::set_resource_version(&mut v, revision);
-    Some(v)
+    crate::apiserver::objects::decode_stored(&kv.value, revision).ok()
 }
 
 fn to_cached(ev: store::Event) -> Option<CachedEvent> {

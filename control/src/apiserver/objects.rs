@@ -42,6 +42,13 @@ pub fn set_resource_version(obj: &mut Value, revision: u64) {
     );
 }
 
+/// A stored object as clients see it: its bytes decoded, `resourceVersion` the given revision.
+pub fn decode_stored(bytes: &[u8], revision: u64) -> Result<Value, serde_json::Error> {
+    let mut v: Value = serde_json::from_slice(bytes)?;
+    set_resource_version(&mut v, revision);
+    Ok(v)
+}
+
 /// Parses a resourceVersion string; `None` for absent or empty.
 pub fn parse_resource_version(rv: Option<&str>) -> Result<Option<u64>, skiff_api::ApiError> {
     match rv {

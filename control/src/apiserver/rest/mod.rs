@@ -42,10 +42,8 @@ pub(crate) fn store_error(info: &ResourceInfo, name: &str, e: StoreError) -> Api
 
 /// Decodes a stored object and stamps its resourceVersion.
 pub(crate) fn decode(kv: &KeyValue) -> Result<Value, ApiError> {
-    let mut v: Value = serde_json::from_slice(&kv.value)
-        .map_err(|e| ApiError::internal(format!("decoding stored {}: {e}", kv.key)))?;
-    objects::set_resource_version(&mut v, kv.mod_revision);
-    Ok(v)
+    objects::decode_stored(&kv.value, kv.mod_revision)
+        .map_err(|e| ApiError::internal(format!("decoding stored {}: {e}", kv.key)))
 }
 
 pub(crate) async fn serve<S: Store>(

@@ -118,7 +118,8 @@ pub(crate) async fn commit_update<S: Store>(
     mut new: Value,
     dry_run: bool,
 ) -> Result<(StatusCode, Value), StoreError> {
-    if objects::semantically_equal(old, &new) && !deletion_complete(info, &new) {
+    let remove = deletion_complete(info, &new);
+    if objects::semantically_equal(old, &new) && !remove {
         return Ok((StatusCode::OK, old.clone()));
     }
     if dry_run {
@@ -126,7 +127,7 @@ pub(crate) async fn commit_update<S: Store>(
         objects::set_resource_version(&mut new, old_revision);
         return Ok((StatusCode::OK, new));
     }
-    if deletion_complete(info, &new) {
+    if remove {
         let deleted = api.store.delete(key, Some(old_revision)).await?;
         objects::set_resource_version(&mut new, deleted.mod_revision);
         return Ok((StatusCode::OK, new));
