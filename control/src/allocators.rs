@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 
 use rand::Rng;
 use serde_json::{Value, json};
-use skiff_api::{ApiError, FieldError, registry};
+use skiff_api::{ApiError, FieldError, ResourceInfo, registry};
 
 use crate::apiserver::ApiServer;
 use crate::store::Store;
@@ -22,9 +22,7 @@ struct InUse {
     node_ports: HashSet<u64>,
 }
 
-async fn in_use<S: Store>(api: &ApiServer<S>) -> Result<InUse, ApiError> {
-    let services = registry::find("", "v1", "services")
-        .ok_or_else(|| ApiError::internal("no services resource"))?;
+async fn in_use<S: Store>(api: &ApiServer<S>, services: &ResourceInfo) -> Result<InUse, ApiError> {
     let page = api
         .store
         .list(&services.key_prefix(), None, 0)
@@ -67,7 +65,7 @@ pub async fn allocate_service<S: Store>(
     let services = registry::find("", "v1", "services")
         .ok_or_else(|| ApiError::internal("no services resource"))?;
     let r = services.object_ref(&name);
-    let used = in_use(api).await?;
+    let used = in_use(api, services).await?;
     let kind = svc["spec"]["type"]
         .as_str()
         .unwrap_or("ClusterIP")
