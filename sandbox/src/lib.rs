@@ -1,0 +1,78 @@
+//! The seam between the node agent and its runtimes: the one [`PodSandbox`] trait that
+//! `runtime-wasm` and `runtime-oci` implement, and the plain data it takes.
+//!
+//! A runtime sees a resolved spec, never a Pod: the node has already pulled the image, resolved
+//! env and volumes, chosen the log file and decided restarts. A runtime only knows how to run.
+
+pub mod cri_log;
+mod spec;
+
+use std::time::Duration;
+
+pub use spec::{
+    ArtifactKind, ContainerId, ContainerSpec, ExitReason, ExitStatus, ImageArtifact, ImageConfig,
+    Mount, ResourceLimits, SandboxId, SandboxSpec,
+};
+
+/// What a runtime can fail at. Runtime-specific causes (a wasmtime trap, a runc error) are boxed
+/// into [`SandboxError::Runtime`] so no backend type crosses the seam.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("no sandbox {0}")]
+    UnknownSandbox(SandboxId),
+    #[error("sandbox {sandbox} has no container {container:?}")]
+    UnknownContainer {
+        sandbox: SandboxId,
+        container: String,
+    },
+    #[error("container {container:?} is already running")]
+    AlreadyRunning { container: String },
+    #[error("image {image} cannot run here: {reason}")]
+    UnsupportedArtifact { image: String, reason: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{context}: {source}")]
+    Runtime {
+        context: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// One runtime. A sandbox is a pod's shared context (its directory, later its network namespace
+/// and cgroup); containers run in it one run at a time per name: starting a container whose last
+/// run has exited is a restart.
+///
+/// Guarantees every implementation gives:
+/// - `start_container` returns once the container is running (or has failed to start);
+///   its stdout and stderr go to `ContainerSpec::log_path` in the CRI log format ([`cri_log`]).
+/// - `wait_container` resolves when the current run exits, for any number of waiters, and at
+///   once for a run that has already exited.
+/// - `stop_container` ends the run within `grace` (forcefully after it); stopping an exited
+///   container is not an error.
+/// - `remove` stops whatever still runs and releases everything the sandbox holds.
+#[async_trait::async_trait]
+pub trait PodSandbox: Send + Sync {
+    /// The RuntimeClass handler this runtime serves (`wasmtime`, `runc`).
+    fn handler(&self) -> &'static str;
+    /// `nodeInfo.containerRuntimeVersion`, e.g. `wasmtime://48.0.8`.
+    fn version(&self) -> String;
+    async fn create(&self, pod: &SandboxSpec) -> Result<SandboxId, SandboxError>;
+    async fn start_container(
+        &self,
+        id: &SandboxId,
+        container: &ContainerSpec,
+    ) -> Result<ContainerId, SandboxError>;
+    async fn stop_container(
+        &self,
+        id: &SandboxId,
+        name: &str,
+        grace: Duration,
+    ) -> Result<(), SandboxError>;
+    async fn wait_container(&self, id: &SandboxId, name: &str) -> Result<ExitStatus, SandboxError>;
+    async fn remove(&self, id: &SandboxId) -> Result<(), SandboxError>;
+}

@@ -1,0 +1,121 @@
+//! The resolved specs a runtime is handed, and what it reports back.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+/// A pod's sandbox, named by the pod's UID.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SandboxId(pub String);
+
+impl fmt::Display for SandboxId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One run of a container, as `containerStatuses[].containerID` shows it (`wasm://…`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ContainerId(pub String);
+
+impl fmt::Display for ContainerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The pod-level context a sandbox is created from.
+#[derive(Debug, Clone)]
+pub struct SandboxSpec {
+    pub uid: String,
+    pub namespace: String,
+    pub name: String,
+    /// The pod's own directory on the node; the node has created it.
+    pub dir: PathBuf,
+}
+
+/// A pulled image, as the node's content store holds it.
+#[derive(Debug, Clone)]
+pub struct ImageArtifact {
+    /// The reference the pod named (`127.0.0.1:5000/hello:v1`).
+    pub reference: String,
+    /// `sha256:…` of the manifest: `containerStatuses[].imageID` and the compile-cache key.
+    pub digest: String,
+    pub kind: ArtifactKind,
+    pub config: ImageConfig,
+}
+
+/// The parts of an image's config that shape how its containers run (empty for a Wasm
+/// artifact, whose config carries none of them).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageConfig {
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    /// `NAME=value`, as the image config spells them.
+    pub env: Vec<String>,
+    pub working_dir: Option<String>,
+    pub user: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum ArtifactKind {
+    /// A WebAssembly module or component, stored as one file.
+    Wasm { module: PathBuf },
+}
+
+/// A host directory or file that appears inside the container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    pub host_path: PathBuf,
+    pub container_path: String,
+    pub read_only: bool,
+}
+
+/// `resources` of a container, in the units runtimes enforce.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ResourceLimits {
+    /// `limits.cpu` in millicores.
+    pub cpu_limit_millis: Option<u64>,
+    /// `limits.memory` in bytes.
+    pub memory_limit_bytes: Option<u64>,
+    /// `requests.cpu` in millicores (shares/weight; 0 when unset).
+    pub cpu_request_millis: u64,
+}
+
+/// One container, fully resolved by the node.
+#[derive(Debug, Clone)]
+pub struct ContainerSpec {
+    pub name: String,
+    pub image: ImageArtifact,
+    /// `command` + `args` after the image's defaults; `argv[0]` is the program name.
+    pub argv: Vec<String>,
+    /// In order, later entries winning, as Kubernetes resolves `envFrom` then `env`.
+    pub env: Vec<(String, String)>,
+    pub working_dir: Option<String>,
+    pub mounts: Vec<Mount>,
+    pub resources: ResourceLimits,
+    /// The CRI log file of this run; its directory exists.
+    pub log_path: PathBuf,
+}
+
+/// Why a run ended, beyond its exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitReason {
+    /// The program exited (or trapped) by itself.
+    Exited,
+    /// It exceeded `limits.memory`.
+    OomKilled,
+    /// `stop_container` or `remove` ended it.
+    Stopped,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExitStatus {
+    pub exit_code: i32,
+    pub reason: ExitReason,
+    /// A short human explanation (a trap's message), shown as the terminated state's `message`.
+    pub message: Option<String>,
+    pub started_at: SystemTime,
+    pub finished_at: SystemTime,
+}
