@@ -25,11 +25,23 @@ pub struct Cluster {
     work: tempfile::TempDir,
     port: u16,
     child: Option<Child>,
+    /// `up` (control plane and a local node) or `control` (control plane alone).
+    command: &'static str,
 }
 
 impl Cluster {
-    /// Starts a fresh control plane and waits until it answers `/readyz`.
+    /// Starts a fresh `skiff up` (control plane and a local node) and waits until it answers
+    /// `/readyz`.
     pub fn start() -> Cluster {
+        Cluster::start_as("up")
+    }
+
+    /// Starts the control plane alone (`skiff control`): tests that register Nodes of their own.
+    pub fn start_control_plane() -> Cluster {
+        Cluster::start_as("control")
+    }
+
+    fn start_as(command: &'static str) -> Cluster {
         let data = tempfile::Builder::new()
             .prefix("skiff-e2e-data-")
             .tempdir()
@@ -44,6 +56,7 @@ impl Cluster {
             work,
             port: 0,
             child: None,
+            command,
         };
         // Another test may grab the port between our probe and skiff's bind: retry with a new one.
         let mut why = String::new();
@@ -210,7 +223,7 @@ impl Cluster {
         };
         let bin = skiff_bin();
         let child = Command::new(&bin)
-            .arg("up")
+            .arg(self.command)
             .arg("--data-dir")
             .arg(self.data.path())
             .arg("--listen")
