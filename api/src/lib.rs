@@ -4,6 +4,8 @@
 
 pub mod defaults;
 pub mod discovery;
+pub mod events;
+pub mod join;
 pub mod openapi;
 pub mod patch;
 pub mod printers;

@@ -7,6 +7,7 @@ pub mod allocators;
 pub mod apiserver;
 mod bootstrap;
 pub mod controllers;
+pub mod join;
 pub mod pki;
 pub mod server;
 pub mod store;
@@ -55,6 +56,11 @@ impl ControlPlaneConfig {
         self.data_dir.join("kubeconfig")
     }
 
+    /// The join token nodes present (`skiff node --token`).
+    pub fn token_path(&self) -> PathBuf {
+        self.data_dir.join("token")
+    }
+
     /// The URL clients use: a wildcard listen address is reached through loopback.
     pub fn server_url(&self) -> String {
         let host = match self.listen.ip() {
@@ -70,11 +76,11 @@ pub struct ControlPlane;
 
 impl ControlPlane {
     /// Opens the store, writes the admin kubeconfig, serves the API until `shutdown`.
-    /// `on_ready` runs once the API answers `/readyz`.
+    /// `on_ready` runs once the API answers `/readyz`, with the token nodes join with.
     pub async fn run(
         config: ControlPlaneConfig,
         shutdown: CancellationToken,
-        on_ready: impl FnOnce(&ControlPlaneConfig) + Send,
+        on_ready: impl FnOnce(&ControlPlaneConfig, &skiff_api::join::JoinToken) + Send,
     ) -> Result<(), ControlPlaneError> {
         std::fs::create_dir_all(&config.data_dir).map_err(|source| ControlPlaneError::DataDir {
             path: config.data_dir.clone(),
@@ -82,6 +88,7 @@ impl ControlPlane {
         })?;
         let listener = server::bind(config.listen).await?;
         let pki = pki::load_or_create(&config.data_dir.join("pki"), config.listen)?;
+        let join_token = join::load_or_create_token(&config.token_path(), &pki.ca)?;
         let kubeconfig = pki::kubeconfig(&pki.ca, &pki.admin, &config.server_url(), "admin");
         pki::write_kubeconfig(&config.kubeconfig_path(), &kubeconfig)?;
 
@@ -103,14 +110,14 @@ impl ControlPlane {
         );
         let ca_pem = pki.ca.cert_pem.clone();
         let serving = tokio::spawn({
-            let router = api.router();
+            let router = join::router(join_token.clone(), pki.ca.clone()).merge(api.router());
             let shutdown = shutdown.clone();
             async move { server::serve(listener, &pki, router, shutdown).await }
         });
         controllers::start(&controller_kubeconfig, &ca_pem, shutdown.clone()).await?;
         api.set_ready();
         info!(listen = %config.listen, "API server ready");
-        on_ready(&config);
+        on_ready(&config, &join_token);
         match serving.await {
             Ok(result) => result?,
             Err(e) => tracing::error!(error = %e, "API server task failed"),

@@ -5,7 +5,6 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
-use base64::Engine;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, SanType,
@@ -32,6 +31,14 @@ pub enum PkiError {
 pub struct CertifiedKey {
     pub cert_pem: String,
     pub key_pem: String,
+}
+
+impl CertifiedKey {
+    /// This certificate as the issuer of others (it must be a CA).
+    pub fn issuer(&self) -> Result<Issuer<'static, KeyPair>, PkiError> {
+        let key = KeyPair::from_pem(&self.key_pem).map_err(gen_err("CA key"))?;
+        Issuer::from_ca_cert_pem(&self.cert_pem, key).map_err(gen_err("CA issuer"))
+    }
 }
 
 /// What the control plane needs of its PKI at run time.
@@ -67,8 +74,7 @@ fn subject(common_name: &str, organization: Option<&str>) -> DistinguishedName {
 pub fn load_or_create(dir: &Path, listen: SocketAddr) -> Result<Pki, PkiError> {
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
     let ca = load_or_create_ca(dir)?;
-    let ca_key = KeyPair::from_pem(&ca.key_pem).map_err(gen_err("CA key"))?;
-    let issuer = Issuer::from_ca_cert_pem(&ca.cert_pem, ca_key).map_err(gen_err("CA issuer"))?;
+    let issuer = ca.issuer()?;
 
     let serving = issue_serving(&issuer, listen)?;
     let admin_cert = dir.join("admin.crt");
@@ -142,7 +148,6 @@ fn issue_serving(
             names.push(host.to_string());
         }
     }
-    let mut params = CertificateParams::new(names).map_err(gen_err("serving certificate"))?;
     let mut ips: Vec<IpAddr> = vec![
         IpAddr::from([127, 0, 0, 1]),
         IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]),
@@ -150,10 +155,22 @@ fn issue_serving(
     if !listen.ip().is_unspecified() && !ips.contains(&listen.ip()) {
         ips.push(listen.ip());
     }
+    issue_server(issuer, "kube-apiserver", None, names, ips)
+}
+
+/// A serving certificate for `names` and `ips`, its subject `common_name` (in `organization`).
+pub fn issue_server(
+    issuer: &Issuer<'_, KeyPair>,
+    common_name: &str,
+    organization: Option<&str>,
+    names: Vec<String>,
+    ips: Vec<IpAddr>,
+) -> Result<CertifiedKey, PkiError> {
+    let mut params = CertificateParams::new(names).map_err(gen_err("serving certificate"))?;
     params
         .subject_alt_names
         .extend(ips.into_iter().map(SanType::IpAddress));
-    params.distinguished_name = subject("kube-apiserver", None);
+    params.distinguished_name = subject(common_name, organization);
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     params.not_after = rcgen::date_time_ymd(2035, 1, 1);
     let key = KeyPair::generate().map_err(gen_err("serving key"))?;
@@ -186,7 +203,7 @@ pub fn issue_client(
     })
 }
 
-fn write_private(path: &Path, contents: &str) -> Result<(), PkiError> {
+pub(crate) fn write_private(path: &Path, contents: &str) -> Result<(), PkiError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
@@ -201,12 +218,12 @@ fn write_private(path: &Path, contents: &str) -> Result<(), PkiError> {
 
 /// A kubeconfig for `user`'s client certificate against `server` (`https://host:port`).
 pub fn kubeconfig(ca: &CertifiedKey, user: &CertifiedKey, server: &str, user_name: &str) -> String {
-    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
-    format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: skiff\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\nusers:\n- name: {user_name}\n  user:\n    client-certificate-data: {cert}\n    client-key-data: {key}\ncontexts:\n- name: skiff\n  context:\n    cluster: skiff\n    user: {user_name}\ncurrent-context: skiff\n",
-        ca = b64(&ca.cert_pem),
-        cert = b64(&user.cert_pem),
-        key = b64(&user.key_pem),
+    skiff_api::join::kubeconfig(
+        server,
+        &ca.cert_pem,
+        &user.cert_pem,
+        &user.key_pem,
+        user_name,
     )
 }
 
