@@ -9,10 +9,15 @@ say() { printf '==> %s\n' "$*"; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # --- Debian packages ------------------------------------------------------------------------------
-# command -> package providing it. Later issues add runc, docker-registry, skopeo, umoci, busybox-static.
+# command -> package providing it.
 declare -A PACKAGES=(
     [curl]=curl
     [etcd]=etcd-server
+    [docker-registry]=docker-registry
+    [runc]=runc
+    [skopeo]=skopeo
+    [umoci]=umoci
+    [busybox]=busybox-static
 )
 missing=()
 for cmd in "${!PACKAGES[@]}"; do
@@ -49,6 +54,10 @@ export SKIFF_PYTHON="$VENV/bin/python"
 # --- Rust tools ---------------------------------------------------------------------------------
 command -v cargo >/dev/null 2>&1 || die "cargo is missing: install the Rust toolchain (rustup)"
 cargo nextest --version >/dev/null 2>&1 || die "cargo-nextest is missing: cargo install cargo-nextest --locked"
+
+# --- Wasm samples: the modules the tests run, built from samples/wasm ------------------------------
+say "building the Wasm samples"
+samples/wasm/build.sh
 
 # --- Build the binary the end-to-end tests start, then run everything ----------------------------
 TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"

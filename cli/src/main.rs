@@ -3,7 +3,9 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+mod agent;
 mod bench;
+mod push;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -31,12 +33,24 @@ struct ControlArgs {
     listen: SocketAddr,
 }
 
+#[derive(clap::Args, Clone)]
+struct UpArgs {
+    #[command(flatten)]
+    control: ControlArgs,
+    #[command(flatten)]
+    node: agent::NodeArgs,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Control plane and a local node in one process: the way to start.
-    Up(ControlArgs),
+    Up(UpArgs),
     /// The control plane alone.
     Control(ControlArgs),
+    /// A node agent joining a running control plane.
+    Node(agent::JoinArgs),
+    /// Publish a WebAssembly module to an OCI registry as a Wasm artifact.
+    Push(push::PushArgs),
     /// Measure performance against real processes and peers.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -58,31 +72,64 @@ fn main() -> anyhow::Result<()> {
             println!("skiff {} (Kubernetes API v1.33)", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
-        Command::Up(args) | Command::Control(args) => run_control_plane(args),
+        Command::Up(args) => run_control_plane(args.control, Some(args.node)),
+        Command::Control(args) => run_control_plane(args, None),
+        Command::Node(args) => block_on(async move {
+            let shutdown = CancellationToken::new();
+            spawn_signal_handler(shutdown.clone());
+            agent::run(args.server, &args.token, args.data_dir, args.node, shutdown).await
+        }),
+        Command::Push(args) => block_on(push::run(args)),
         Command::Bench(cmd) => bench::run(cmd),
     }
 }
 
-fn run_control_plane(args: ControlArgs) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+fn block_on<T>(work: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(async {
+        .context("starting the async runtime")?
+        .block_on(work)
+}
+
+/// The control plane, and with `node` a local node agent joined to it over loopback with the
+/// cluster's own join token: the same path as any other node.
+fn run_control_plane(args: ControlArgs, node: Option<agent::NodeArgs>) -> anyhow::Result<()> {
+    block_on(async {
         let shutdown = CancellationToken::new();
         spawn_signal_handler(shutdown.clone());
         let config = ControlPlaneConfig {
             data_dir: args.data_dir,
             listen: args.listen,
         };
-        ControlPlane::run(config, shutdown, |config| {
+        let agent_shutdown = shutdown.clone();
+        let mut agent = None;
+        ControlPlane::run(config, shutdown, |config, token| {
             println!(
                 "Skiff is ready. To use it:\n  export KUBECONFIG={}",
                 config.kubeconfig_path().display()
             );
+            println!(
+                "To join another node:\n  skiff node --server {} --token {token} --data-dir /var/lib/skiff-node",
+                config.server_url()
+            );
+            if let Some(node) = node {
+                let server = config.server_url();
+                let token = token.to_string();
+                let data_dir = config.data_dir.join("node");
+                agent = Some(tokio::spawn(async move {
+                    if let Err(e) = agent::run(server, &token, data_dir, node, agent_shutdown).await {
+                        tracing::error!(error = format!("{e:#}"), "the local node agent stopped");
+                    }
+                }));
+            }
         })
         .await
-        .context("control plane")
+        .context("control plane")?;
+        if let Some(agent) = agent {
+            let _ = agent.await;
+        }
+        Ok(())
     })
 }
 

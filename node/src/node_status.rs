@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use chrono::Utc;
+use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::{
     DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeRuntimeHandler,
@@ -103,7 +103,7 @@ fn labels(identity: &NodeIdentity) -> BTreeMap<String, String> {
 }
 
 fn condition(kind: &str, status: &str, reason: &str, message: &str) -> NodeCondition {
-    let now = Time(Utc::now());
+    let now = Time(Timestamp::now());
     NodeCondition {
         type_: kind.to_string(),
         status: status.to_string(),
@@ -297,7 +297,7 @@ fn is_ready(node: &Node) -> bool {
 }
 
 async fn renew_lease(leases: &Api<Lease>, node: &str, node_uid: &str) -> Result<(), kube::Error> {
-    let now = MicroTime(Utc::now());
+    let now = MicroTime(Timestamp::now());
     let patch = json!({"spec": {"renewTime": now, "holderIdentity": node}});
     match leases
         .patch(node, &PatchParams::default(), &Patch::Merge(&patch))

@@ -27,7 +27,12 @@ pub struct Cluster {
     child: Option<Child>,
     /// `up` (control plane and a local node) or `control` (control plane alone).
     command: &'static str,
+    /// The local node's server port (with `up`).
+    kubelet_port: u16,
 }
+
+/// The name of the node `skiff up` runs in a test cluster.
+pub const LOCAL_NODE: &str = "node-a";
 
 impl Cluster {
     /// Starts a fresh `skiff up` (control plane and a local node) and waits until it answers
@@ -57,6 +62,7 @@ impl Cluster {
             port: 0,
             child: None,
             command,
+            kubelet_port: free_port(),
         };
         // Another test may grab the port between our probe and skiff's bind: retry with a new one.
         let mut why = String::new();
@@ -222,12 +228,17 @@ impl Cluster {
                 .expect("opening a log file")
         };
         let bin = skiff_bin();
-        let child = Command::new(&bin)
+        let mut command = Command::new(&bin);
+        command
             .arg(self.command)
             .arg("--data-dir")
             .arg(self.data.path())
             .arg("--listen")
-            .arg(format!("127.0.0.1:{}", self.port))
+            .arg(format!("127.0.0.1:{}", self.port));
+        if self.command == "up" {
+            command.args(node_args(LOCAL_NODE, self.kubelet_port));
+        }
+        let child = command
             .env_remove("KUBECONFIG")
             .stdin(Stdio::null())
             .stdout(log("skiff.stdout"))
@@ -266,6 +277,109 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// The flags that make a node agent's identity deterministic and its port private to the test.
+fn node_args(name: &str, kubelet_port: u16) -> Vec<String> {
+    vec![
+        "--node-name".into(),
+        name.into(),
+        "--node-ip".into(),
+        "127.0.0.1".into(),
+        "--kubelet-port".into(),
+        kubelet_port.to_string(),
+    ]
+}
+
+/// A second node agent (`skiff node`) joined to a [`Cluster`]: its own process, data dir and
+/// name on the same host. Killed and removed on drop.
+pub struct JoinedNode {
+    pub name: String,
+    data: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl JoinedNode {
+    pub fn data_dir(&self) -> &Path {
+        self.data.path()
+    }
+
+    /// Everything the agent printed.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data.path().join("skiff-node.log")).unwrap_or_default()
+    }
+
+    /// `kill -9`, as a crashed or disconnected machine.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for JoinedNode {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+impl Cluster {
+    /// The join token `skiff up` created.
+    pub fn join_token(&self) -> String {
+        std::fs::read_to_string(self.data.path().join("token"))
+            .expect("reading the join token")
+            .trim()
+            .to_string()
+    }
+
+    /// Starts `skiff node` joining this cluster as `name` and waits until its Node is Ready.
+    pub fn join_node(&self, name: &str) -> JoinedNode {
+        let data = tempfile::Builder::new()
+            .prefix("skiff-e2e-node-")
+            .tempdir()
+            .expect("creating the node's data dir");
+        let log = File::create(data.path().join("skiff-node.log")).expect("creating the node log");
+        let child = Command::new(skiff_bin())
+            .arg("node")
+            .arg("--server")
+            .arg(self.server())
+            .arg("--token")
+            .arg(self.join_token())
+            .arg("--data-dir")
+            .arg(data.path().join("data"))
+            .args(node_args(name, free_port()))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("cloning the log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("starting skiff node");
+        let node = JoinedNode {
+            name: name.to_string(),
+            data,
+            child: Some(child),
+        };
+        self.wait_node_ready(name, || node.log());
+        node
+    }
+
+    /// Waits until Node `name` reports Ready.
+    pub fn wait_node_ready(&self, name: &str, log: impl Fn() -> String) {
+        eventually(&format!("node {name} Ready"), || {
+            let run = self.kubectl(&[
+                "get",
+                "node",
+                name,
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+            ]);
+            if run.success() && run.stdout.trim() == "True" {
+                Ok(())
+            } else {
+                Err(format!("{run}\n--- node log ---\n{}", log()))
+            }
+        });
     }
 }
 

@@ -68,14 +68,14 @@ fn config_map(i: usize) -> Vec<u8> {
     .unwrap_or_default()
 }
 
-async fn client_for(server: &Server) -> anyhow::Result<kube::Client> {
+pub(super) async fn client_for(server: &Server) -> anyhow::Result<kube::Client> {
     let kubeconfig = Kubeconfig::read_from(server.dir.join("kubeconfig"))?;
     let config =
         kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
     Ok(kube::Client::try_from(config)?)
 }
 
-async fn wait_ready(client: &kube::Client) -> anyhow::Result<()> {
+pub(super) async fn wait_ready(client: &kube::Client) -> anyhow::Result<()> {
     let start = Instant::now();
     loop {
         let req = http::Request::get("/readyz").body(Vec::new())?;

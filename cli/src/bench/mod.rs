@@ -3,6 +3,7 @@
 
 mod api;
 mod process;
+mod wasm;
 
 use clap::Subcommand;
 
@@ -23,6 +24,27 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 30)]
         idle_seconds: u64,
     },
+    /// Wasm pod start latency beside plain wasmtime, density on one node, scheduler binds/s.
+    Wasm {
+        /// Print one JSON object instead of a report.
+        #[arg(long)]
+        json: bool,
+        /// Where the built sample modules are (hello.wasm, sleeper.wasm).
+        #[arg(long, default_value = "samples/wasm/out")]
+        samples: std::path::PathBuf,
+        /// Pods created one after another for the start latency.
+        #[arg(long, default_value_t = 1_000)]
+        pods: usize,
+        /// Sleeping pods for the density figure.
+        #[arg(long, default_value_t = 10_000)]
+        density: usize,
+        /// Fake nodes the scheduler binds across.
+        #[arg(long, default_value_t = 100)]
+        nodes: usize,
+        /// Pending pods the scheduler binds.
+        #[arg(long, default_value_t = 5_000)]
+        pending: usize,
+    },
 }
 
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
@@ -37,6 +59,28 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             idle_seconds,
         } => {
             let report = runtime.block_on(api::run(count, concurrency, idle_seconds))?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                report.print();
+            }
+            Ok(())
+        }
+        BenchCommand::Wasm {
+            json,
+            samples,
+            pods,
+            density,
+            nodes,
+            pending,
+        } => {
+            let report = runtime.block_on(wasm::run(wasm::WasmBench {
+                samples,
+                start_pods: pods,
+                density_pods: density,
+                sched_nodes: nodes,
+                sched_pods: pending,
+            }))?;
             if json {
                 println!("{}", serde_json::to_string(&report)?);
             } else {

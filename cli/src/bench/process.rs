@@ -48,20 +48,85 @@ fn temp_dir(prefix: &str) -> anyhow::Result<PathBuf> {
 
 /// Starts this binary's `skiff up` on a fresh data dir and waits for its kubeconfig.
 pub fn start_skiff() -> anyhow::Result<Server> {
+    start_skiff_as("up")
+}
+
+/// Starts this binary as `skiff up` (control plane and a local node, its server on a free port)
+/// or `skiff control` (control plane alone) on a fresh data dir; waits for its kubeconfig.
+pub fn start_skiff_as(command: &str) -> anyhow::Result<Server> {
     let dir = temp_dir("skiff-bench")?;
     let port = free_port()?;
     let exe = std::env::current_exe()?;
-    let child = Command::new(exe)
-        .args(["up", "--data-dir"])
+    let mut cmd = Command::new(exe);
+    cmd.args([command, "--data-dir"])
         .arg(&dir)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--listen", &format!("127.0.0.1:{port}")]);
+    if command == "up" {
+        cmd.args(["--kubelet-port", &free_port()?.to_string()]);
+    }
+    let child = cmd
         .env("SKIFF_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
-        .context("starting skiff up")?;
+        .with_context(|| format!("starting skiff {command}"))?;
     let server = Server { child, dir, port };
     wait_for(&server.dir.join("kubeconfig"))?;
+    wait_for(&server.dir.join("token"))?;
+    Ok(server)
+}
+
+/// Starts `skiff node` joined to `control` as `name` (its own process, so its memory is its own).
+pub fn join_node(control: &Server, name: &str, max_pods: u32) -> anyhow::Result<Server> {
+    let dir = temp_dir("skiff-bench-node")?;
+    let port = free_port()?;
+    let token = std::fs::read_to_string(control.dir.join("token"))?;
+    let child = Command::new(std::env::current_exe()?)
+        .args(["node", "--server", &format!("https://127.0.0.1:{}", control.port)])
+        .args(["--token", token.trim(), "--data-dir"])
+        .arg(&dir)
+        .args(["--node-name", name, "--node-ip", "127.0.0.1"])
+        .args(["--kubelet-port", &port.to_string()])
+        .args(["--max-pods", &max_pods.to_string()])
+        .env("SKIFF_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("starting skiff node")?;
+    Ok(Server { child, dir, port })
+}
+
+/// Starts Debian's `docker-registry` on loopback, storing in a fresh directory.
+pub fn start_registry() -> anyhow::Result<Server> {
+    let bin = Path::new("/usr/bin/docker-registry");
+    if !bin.exists() {
+        bail!("docker-registry is not installed: apt-get install docker-registry");
+    }
+    let dir = temp_dir("skiff-bench-registry")?;
+    let port = free_port()?;
+    let config = dir.join("config.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.join("data").display()
+        ),
+    )?;
+    let child = Command::new(bin)
+        .arg("serve")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting docker-registry")?;
+    let server = Server { child, dir, port };
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if start.elapsed() > Duration::from_secs(30) {
+            bail!("docker-registry did not listen on port {port} within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
     Ok(server)
 }
 

@@ -1,0 +1,103 @@
+//! `skiff node` and the local node of `skiff up`: the node agent's flags, and the wiring of the
+//! concrete runtimes it runs pods with.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use skiff_api::join::JoinToken;
+use skiff_node::NodeConfig;
+use skiff_runtime_wasm::{WasmtimeConfig, WasmtimeSandbox};
+use skiff_sandbox::PodSandbox;
+use tokio_util::sync::CancellationToken;
+
+/// Flags every node agent takes, whether joined (`skiff node`) or local (`skiff up`).
+#[derive(clap::Args, Clone, Debug)]
+pub struct NodeArgs {
+    /// The Node's name (default: this machine's hostname).
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// The address the control plane reaches this node at (default: the address of the
+    /// interface that routes outward, else 127.0.0.1).
+    #[arg(long)]
+    pub node_ip: Option<IpAddr>,
+    /// Port of the node's server (logs, exec), the kubelet's 10250.
+    #[arg(long, default_value_t = 10250)]
+    pub kubelet_port: u16,
+    /// Pods this node accepts at most.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_pods: u32,
+    /// A registry (host or host:port) to pull from over plain HTTP; loopback registries always are.
+    #[arg(long = "insecure-registry")]
+    pub insecure_registries: Vec<String>,
+}
+
+/// `skiff node`: a node agent joining a running control plane.
+#[derive(clap::Args, Clone, Debug)]
+pub struct JoinArgs {
+    /// The API server, `https://host:port`.
+    #[arg(long)]
+    pub server: String,
+    /// The join token `skiff up` printed (also in the control plane's DATA_DIR/token).
+    #[arg(long, env = "SKIFF_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// Where the node keeps its credentials, images, pods and logs.
+    #[arg(long, default_value = "/var/lib/skiff-node")]
+    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub node: NodeArgs,
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_lowercase())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// The source address of the outward route. Connecting a UDP socket sends nothing.
+fn outward_ip() -> IpAddr {
+    UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))
+        .and_then(|s| {
+            s.connect((Ipv4Addr::new(192, 0, 2, 1), 9))?;
+            s.local_addr()
+        })
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+}
+
+/// The runtimes this build of Skiff runs pods with.
+fn runtimes(data_dir: &Path, max_pods: u32) -> anyhow::Result<Vec<Arc<dyn PodSandbox>>> {
+    let wasm = WasmtimeSandbox::new(WasmtimeConfig {
+        cache_dir: data_dir.join("wasm-cache"),
+        max_instances: max_pods,
+    })
+    .context("starting the wasmtime runtime")?;
+    Ok(vec![Arc::new(wasm)])
+}
+
+/// Runs a node agent until `shutdown`.
+pub async fn run(
+    server: String,
+    token: &str,
+    data_dir: PathBuf,
+    args: NodeArgs,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let token = JoinToken::parse(token)?;
+    let node_ip = args.node_ip.unwrap_or_else(outward_ip);
+    let config = NodeConfig {
+        server,
+        token,
+        node_name: args.node_name.unwrap_or_else(hostname),
+        node_ip,
+        listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), args.kubelet_port),
+        max_pods: args.max_pods,
+        insecure_registries: args.insecure_registries,
+        runtimes: runtimes(&data_dir, args.max_pods)?,
+        data_dir,
+    };
+    skiff_node::run(config, shutdown).await.context("node agent")
+}

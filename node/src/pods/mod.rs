@@ -1,0 +1,240 @@
+//! Pod workers: every pod bound to this node is reconciled, level-triggered, on
+//! `kube_runtime::Controller` — on each change of the pod and each exit of one of its containers
+//! (fed back through `reconcile_on`). A reconcile compares the spec with [`state::PodState`], starts
+//! or restarts what should run ([`sync`]), stops what is being deleted ([`terminate`]), and posts
+//! the status computed from the state ([`status`]) when it changed.
+
+mod events;
+pub mod state;
+pub mod status;
+mod sync;
+mod terminate;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use kube::{Api, ResourceExt};
+use skiff_sandbox::PodSandbox;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use crate::images::ImageService;
+use crate::objects::KubeObjects;
+pub use events::EventRecorder;
+use state::PodState;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PodError {
+    #[error("updating the status of pod {pod}: {source}")]
+    Status {
+        pod: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("deleting pod {pod}: {source}")]
+    Delete {
+        pod: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("pod directory {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What every pod worker shares.
+pub struct Context {
+    pub client: kube::Client,
+    pub node_name: String,
+    pub host_ip: String,
+    pub allocatable_cpu_millis: u64,
+    pub allocatable_memory_bytes: u64,
+    /// `DATA_DIR/pods`: one directory per pod UID (volumes live there).
+    pub pods_dir: PathBuf,
+    /// `DATA_DIR/logs`: the kubelet's `/var/log/pods` layout.
+    pub logs_dir: PathBuf,
+    pub runtimes: Vec<Arc<dyn PodSandbox>>,
+    pub images: ImageService,
+    pub objects: KubeObjects,
+    pub events: EventRecorder,
+    pods: Mutex<HashMap<String, Arc<tokio::sync::Mutex<PodState>>>>,
+    /// `namespace/name` → UID of the pods this node runs (the log server looks pods up by name).
+    names: Mutex<HashMap<(String, String), String>>,
+    exits: mpsc::UnboundedSender<ObjectRef<Pod>>,
+}
+
+impl Context {
+    fn state_of(&self, pod: &Pod) -> Arc<tokio::sync::Mutex<PodState>> {
+        let uid = pod.uid().unwrap_or_default();
+        let key = (pod.namespace().unwrap_or_default(), pod.name_any());
+        self.names
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, uid.clone());
+        self.pods
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(uid.clone())
+            .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(PodState::new(uid))))
+            .clone()
+    }
+
+    /// The state of a pod this node runs, by name.
+    pub fn find(&self, namespace: &str, name: &str) -> Option<Arc<tokio::sync::Mutex<PodState>>> {
+        let uid = self
+            .names
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(namespace.to_string(), name.to_string()))
+            .cloned()?;
+        self.pods
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&uid)
+            .cloned()
+    }
+
+    fn forget(&self, uid: &str) -> Option<Arc<tokio::sync::Mutex<PodState>>> {
+        self.names
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, u| u != uid);
+        self.pods
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(uid)
+    }
+
+    pub fn runtime(&self, handler: &str) -> Option<Arc<dyn PodSandbox>> {
+        self.runtimes.iter().find(|r| r.handler() == handler).cloned()
+    }
+
+    /// How many pods this node is running (for the bench and the log).
+    pub fn pod_count(&self) -> usize {
+        self.pods.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
+/// Builds the context; [`run`] then drives it.
+#[allow(clippy::too_many_arguments)]
+pub fn context(
+    client: kube::Client,
+    node_name: String,
+    host_ip: String,
+    allocatable: (u64, u64),
+    data_dir: &std::path::Path,
+    runtimes: Vec<Arc<dyn PodSandbox>>,
+    images: ImageService,
+) -> (Arc<Context>, mpsc::UnboundedReceiver<ObjectRef<Pod>>) {
+    let (exits, exit_rx) = mpsc::unbounded_channel();
+    let ctx = Arc::new(Context {
+        objects: KubeObjects::new(client.clone()),
+        events: EventRecorder::new(client.clone(), node_name.clone()),
+        client,
+        node_name,
+        host_ip,
+        allocatable_cpu_millis: allocatable.0,
+        allocatable_memory_bytes: allocatable.1,
+        pods_dir: data_dir.join("pods"),
+        logs_dir: data_dir.join("logs"),
+        runtimes,
+        images,
+        pods: Mutex::new(HashMap::new()),
+        names: Mutex::new(HashMap::new()),
+        exits,
+    });
+    (ctx, exit_rx)
+}
+
+/// Runs the pod workers of this node until `shutdown`.
+pub async fn run(
+    ctx: Arc<Context>,
+    exits: mpsc::UnboundedReceiver<ObjectRef<Pod>>,
+    shutdown: CancellationToken,
+) {
+    let pods: Api<Pod> = Api::all(ctx.client.clone());
+    let config = watcher::Config::default().fields(&format!("spec.nodeName={}", ctx.node_name));
+    let (reader, writer) = reflector::store();
+    let cleanup = ctx.clone();
+    // A pod removed without this node seeing its deletion (force-deleted) still has a sandbox to
+    // tear down; the controller only reconciles pods that exist, so removals are handled here.
+    let stream = watcher(pods, config)
+        .default_backoff()
+        .reflect(writer)
+        .inspect_ok(move |event| {
+            if let Event::Delete(pod) = event
+                && let Some(uid) = pod.uid()
+            {
+                let ctx = cleanup.clone();
+                tokio::spawn(async move { terminate::forget(&ctx, &uid).await });
+            }
+        })
+        .touched_objects();
+    let exits = tokio_stream::wrappers::UnboundedReceiverStream::new(exits);
+    Controller::for_stream(stream, reader)
+        .reconcile_on(exits)
+        .graceful_shutdown_on(shutdown.cancelled_owned())
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                debug!(error = %e, "pod reconcile");
+            }
+        })
+        .await;
+}
+
+use kube::runtime::watcher::watcher;
+
+async fn reconcile(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action, PodError> {
+    if pod.metadata.deletion_timestamp.is_some() {
+        terminate::delete(&pod, &ctx).await?;
+        return Ok(Action::await_change());
+    }
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    if matches!(phase, Some("Succeeded" | "Failed")) {
+        // Finished pods never run again, not even after this agent restarts.
+        return Ok(Action::await_change());
+    }
+    let state = ctx.state_of(&pod);
+    let mut state = state.lock().await;
+    let next = sync::sync(&pod, &mut state, &ctx).await?;
+    let status = status::compute(&pod, &state, &ctx.host_ip);
+    let terminal = matches!(status.phase.as_deref(), Some("Succeeded" | "Failed"));
+    if pod.status.as_ref() != Some(&status) {
+        let api: Api<Pod> = Api::namespaced(
+            ctx.client.clone(),
+            &pod.namespace().unwrap_or_default(),
+        );
+        let patch = serde_json::json!({"status": status});
+        api.patch_status(&pod.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|source| PodError::Status {
+                pod: pod.name_any(),
+                source,
+            })?;
+    }
+    if terminal {
+        // A finished pod keeps its logs and status but releases its sandboxes.
+        terminate::release(&mut state).await;
+        return Ok(Action::await_change());
+    }
+    Ok(next.map_or_else(Action::await_change, Action::requeue))
+}
+
+fn error_policy(pod: Arc<Pod>, error: &PodError, _ctx: Arc<Context>) -> Action {
+    warn!(pod = %pod.name_any(), error = %error, "pod sync failed; retrying");
+    Action::requeue(Duration::from_secs(1))
+}
