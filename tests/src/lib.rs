@@ -98,6 +98,44 @@ impl Cluster {
         format!("https://127.0.0.1:{}", self.port)
     }
 
+    /// The skiff process (to read its CPU time and memory).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("skiff is running").id()
+    }
+
+    /// An object as JSON (`kubectl get ARGS -o json`), asserted to exist.
+    pub fn get_json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all: Vec<&str> = vec!["get"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["-o", "json"]);
+        let out = self.kubectl_ok(&all);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("kubectl printed no JSON ({e}): {out}"))
+    }
+
+    /// Waits until pod `name` (namespace `default`) reaches `phase`; returns the pod as JSON.
+    pub fn wait_pod_phase(&self, name: &str, phase: &str) -> serde_json::Value {
+        eventually(&format!("pod {name} {phase}"), || {
+            let run = self.kubectl(&["get", "pod", name, "-o", "json"]);
+            if !run.success() {
+                return Err(run.to_string());
+            }
+            let pod: serde_json::Value =
+                serde_json::from_str(&run.stdout).map_err(|e| e.to_string())?;
+            if pod["status"]["phase"] == phase {
+                Ok(pod)
+            } else {
+                Err(format!("status: {}\n{}", pod["status"], self.server_log_tail()))
+            }
+        })
+    }
+
+    /// The last lines skiff logged, for failure messages.
+    pub fn server_log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.work.path().join("skiff.stderr")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
     /// A directory for the test's own files; removed with the cluster.
     pub fn scratch(&self) -> &Path {
         self.work.path()
