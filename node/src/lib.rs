@@ -5,6 +5,7 @@
 //! The agent is an API client (the `kube` crate) and nothing else: it never touches the store,
 //! and keeps running its pods while the control plane is away.
 
+pub mod command;
 pub mod credentials;
 pub mod env;
 pub mod images;
