@@ -111,13 +111,7 @@ impl Join {
         let issuer = self.ca.issuer()?;
         let user = format!("system:node:{node}");
         let client = pki::issue_client(&issuer, &user, Some("system:nodes"))?;
-        let serving = pki::issue_server(
-            &issuer,
-            &user,
-            Some("system:nodes"),
-            vec![node.to_string()],
-            ips,
-        )?;
+        let serving = pki::issue_node_serving(&self.ca, node, &ips)?;
         Ok(NodeCredentials {
             ca_pem: self.ca.cert_pem.clone(),
             client_cert_pem: client.cert_pem,

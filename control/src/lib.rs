@@ -40,6 +40,8 @@ pub enum ControlPlaneError {
     Serve(#[from] server::ServeError),
     #[error(transparent)]
     Controller(#[from] controllers::ControllerError),
+    #[error(transparent)]
+    KubeletClient(#[from] apiserver::KubeletClientError),
     #[error("bootstrapping cluster objects: {0}")]
     Bootstrap(skiff_api::ApiError),
 }
@@ -99,6 +101,10 @@ impl ControlPlane {
         let prefixes = skiff_api::registry::all().iter().map(|r| r.key_prefix());
         let watch_cache = WatchCache::start(store.clone(), prefixes, shutdown.clone());
         let api = ApiServer::new(store, watch_cache);
+        api.set_kubelet_client(apiserver::KubeletClient::new(
+            &pki.ca.cert_pem,
+            &pki.kubelet_client,
+        )?);
         bootstrap::run(&api)
             .await
             .map_err(ControlPlaneError::Bootstrap)?;

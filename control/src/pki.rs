@@ -48,6 +48,8 @@ pub struct Pki {
     pub admin: CertifiedKey,
     /// Identity of the control plane's own API clients (controllers).
     pub controller: CertifiedKey,
+    /// The API server's identity towards node agents (proxied logs, exec, port-forward).
+    pub kubelet_client: CertifiedKey,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> PkiError + '_ {
@@ -91,11 +93,17 @@ pub fn load_or_create(dir: &Path, listen: SocketAddr) -> Result<Pki, PkiError> {
         admin
     };
     let controller = issue_client(&issuer, "system:skiff-controller", Some("system:masters"))?;
+    let kubelet_client = issue_client(
+        &issuer,
+        "skiff-apiserver-kubelet-client",
+        Some("system:masters"),
+    )?;
     Ok(Pki {
         ca,
         serving,
         admin,
         controller,
+        kubelet_client,
     })
 }
 
@@ -156,6 +164,22 @@ fn issue_serving(
         ips.push(listen.ip());
     }
     issue_server(issuer, "kube-apiserver", None, names, ips)
+}
+
+/// A node agent's serving certificate, signed by the cluster CA `ca`: the API server verifies
+/// it when proxying to the node, so it names the node and every address the Node reports.
+pub fn issue_node_serving(
+    ca: &CertifiedKey,
+    node_name: &str,
+    ips: &[IpAddr],
+) -> Result<CertifiedKey, PkiError> {
+    issue_server(
+        &ca.issuer()?,
+        &format!("system:node:{node_name}"),
+        Some("system:nodes"),
+        vec![node_name.to_string()],
+        ips.to_vec(),
+    )
 }
 
 /// A serving certificate for `names` and `ips`, its subject `common_name` (in `organization`).

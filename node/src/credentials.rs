@@ -73,7 +73,10 @@ pub async fn load_or_join(
         Err(source) => return Err(CredentialsError::Io { path, source }),
     }
     let creds = join(server, token, node_name, addresses).await?;
-    write_private(&path, &serde_json::to_vec(&creds).map_err(CredentialsError::Answer)?)?;
+    write_private(
+        &path,
+        &serde_json::to_vec(&creds).map_err(CredentialsError::Answer)?,
+    )?;
     info!(node = node_name, server, "joined the cluster");
     Ok(creds)
 }
@@ -152,7 +155,11 @@ fn pem_certificates(pem: &str) -> Vec<Vec<u8>> {
 }
 
 /// An API client authenticated as the node.
-pub async fn client(server: &str, creds: &NodeCredentials, node_name: &str) -> Result<kube::Client, CredentialsError> {
+pub async fn client(
+    server: &str,
+    creds: &NodeCredentials,
+    node_name: &str,
+) -> Result<kube::Client, CredentialsError> {
     let user = format!("system:node:{node_name}");
     let text = skiff_api::join::kubeconfig(
         server,

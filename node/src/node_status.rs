@@ -27,7 +27,6 @@ pub const LEASE_DURATION_SECONDS: i32 = 40;
 /// How often the Node's conditions are re-posted when nothing changed.
 const STATUS_REPORT: Duration = Duration::from_secs(60);
 const LEASE_NAMESPACE: &str = "kube-node-lease";
-const FIELD_MANAGER: &str = "skiff-node";
 
 /// Everything the Node object says about this machine.
 #[derive(Debug, Clone)]
@@ -98,7 +97,10 @@ fn labels(identity: &NodeIdentity) -> BTreeMap<String, String> {
         ("kubernetes.io/os".to_string(), "linux".to_string()),
         ("kubernetes.io/arch".to_string(), architecture().to_string()),
         ("beta.kubernetes.io/os".to_string(), "linux".to_string()),
-        ("beta.kubernetes.io/arch".to_string(), architecture().to_string()),
+        (
+            "beta.kubernetes.io/arch".to_string(),
+            architecture().to_string(),
+        ),
     ])
 }
 
@@ -223,7 +225,11 @@ pub async fn register(
         Err(kube::Error::Api(s)) if s.code == 409 => {
             let patch = json!({"metadata": {"labels": labels(identity)}});
             nodes
-                .patch(&identity.name, &PatchParams::default(), &Patch::Merge(&patch))
+                .patch(
+                    &identity.name,
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
                 .await?;
             debug!(node = %identity.name, "node already registered");
         }
@@ -325,7 +331,10 @@ async fn renew_lease(leases: &Api<Lease>, node: &str, node_uid: &str) -> Result<
                     ..LeaseSpec::default()
                 }),
             };
-            leases.create(&PostParams::default(), &lease).await.map(|_| ())
+            leases
+                .create(&PostParams::default(), &lease)
+                .await
+                .map(|_| ())
         }
         other => other.map(|_| ()),
     }
@@ -366,7 +375,18 @@ mod tests {
             .into_iter()
             .find(|c| c.type_ == "Ready")
             .unwrap();
-        assert_eq!((ready.status.as_str(), ready.reason.as_deref()), ("True", Some("KubeletReady")));
-        assert_eq!(status.daemon_endpoints.unwrap().kubelet_endpoint.unwrap().port, 10250);
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_deref()),
+            ("True", Some("KubeletReady"))
+        );
+        assert_eq!(
+            status
+                .daemon_endpoints
+                .unwrap()
+                .kubelet_endpoint
+                .unwrap()
+                .port,
+            10250
+        );
     }
 }

@@ -61,6 +61,9 @@ pub struct ImageConfig {
 pub enum ArtifactKind {
     /// A WebAssembly module or component, stored as one file.
     Wasm { module: PathBuf },
+    /// An ordinary container image: its layer blobs (tar, gzip or zstd), base first, as the
+    /// registry served them; the OCI runtime unpacks them.
+    Oci { layers: Vec<PathBuf> },
 }
 
 /// A host directory or file that appears inside the container.

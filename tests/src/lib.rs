@@ -3,6 +3,7 @@
 //! output the way a user does. Everything is killed and removed when the `Cluster` is dropped.
 
 mod kubectl;
+mod registry;
 
 use std::fs::{File, OpenOptions};
 use std::net::TcpListener;
@@ -12,6 +13,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 pub use kubectl::{Background, KUBECTL, Kubectl, Run};
+pub use registry::Registry;
 
 /// How long [`eventually`], readiness and a graceful stop may take before the test fails. It bounds
 /// a hang; nothing asserts that anything is fast.
@@ -109,7 +111,8 @@ impl Cluster {
         all.extend_from_slice(args);
         all.extend_from_slice(&["-o", "json"]);
         let out = self.kubectl_ok(&all);
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("kubectl printed no JSON ({e}): {out}"))
+        serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("kubectl printed no JSON ({e}): {out}"))
     }
 
     /// Waits until pod `name` (namespace `default`) reaches `phase`; returns the pod as JSON.
@@ -124,14 +127,19 @@ impl Cluster {
             if pod["status"]["phase"] == phase {
                 Ok(pod)
             } else {
-                Err(format!("status: {}\n{}", pod["status"], self.server_log_tail()))
+                Err(format!(
+                    "status: {}\n{}",
+                    pod["status"],
+                    self.server_log_tail()
+                ))
             }
         })
     }
 
     /// The last lines skiff logged, for failure messages.
     pub fn server_log_tail(&self) -> String {
-        let log = std::fs::read_to_string(self.work.path().join("skiff.stderr")).unwrap_or_default();
+        let log =
+            std::fs::read_to_string(self.work.path().join("skiff.stderr")).unwrap_or_default();
         let lines: Vec<&str> = log.lines().collect();
         lines[lines.len().saturating_sub(40)..].join("\n")
     }

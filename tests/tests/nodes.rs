@@ -4,12 +4,16 @@
 use std::path::PathBuf;
 
 use serde_json::Value;
-use skiff_tests::registry::Registry;
+use skiff_tests::Registry;
 use skiff_tests::{Cluster, LOCAL_NODE, eventually, samples_dir};
 
 fn module(name: &str) -> PathBuf {
     let path = samples_dir().join("wasm/out").join(format!("{name}.wasm"));
-    assert!(path.exists(), "{} is missing: run samples/wasm/build.sh", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run samples/wasm/build.sh",
+        path.display()
+    );
     path
 }
 
@@ -24,12 +28,20 @@ fn the_local_node_registers_renews_its_lease_and_lists_its_runtimes() {
     assert!(labels["kubernetes.io/arch"].is_string());
     let status = &node["status"];
     for resource in ["cpu", "memory", "pods"] {
-        assert!(status["capacity"][resource].is_string(), "capacity {resource}: {status}");
-        assert!(status["allocatable"][resource].is_string(), "allocatable {resource}");
+        assert!(
+            status["capacity"][resource].is_string(),
+            "capacity {resource}: {status}"
+        );
+        assert!(
+            status["allocatable"][resource].is_string(),
+            "allocatable {resource}"
+        );
     }
     assert_eq!(status["addresses"][0]["type"], "InternalIP");
     assert_eq!(status["addresses"][0]["address"], "127.0.0.1");
-    let runtime = status["nodeInfo"]["containerRuntimeVersion"].as_str().unwrap();
+    let runtime = status["nodeInfo"]["containerRuntimeVersion"]
+        .as_str()
+        .unwrap();
     assert!(runtime.starts_with("wasmtime://"), "{runtime}");
     assert_eq!(status["runtimeHandlers"][0]["name"], "wasmtime");
 
@@ -39,14 +51,23 @@ fn the_local_node_registers_renews_its_lease_and_lists_its_runtimes() {
     let first = lease["spec"]["renewTime"].as_str().unwrap().to_string();
     eventually("the lease is renewed", || {
         let lease = cluster.get_json(&["lease", LOCAL_NODE, "-n", "kube-node-lease"]);
-        let now = lease["spec"]["renewTime"].as_str().unwrap_or("").to_string();
+        let now = lease["spec"]["renewTime"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
         if now != first { Ok(()) } else { Err(now) }
     });
 
     let classes = cluster.kubectl_ok(&["get", "runtimeclass"]);
-    assert!(classes.contains("wasmtime") && classes.contains("runc"), "{classes}");
+    assert!(
+        classes.contains("wasmtime") && classes.contains("runc"),
+        "{classes}"
+    );
     let table = cluster.kubectl_ok(&["get", "nodes"]);
-    assert!(table.contains(LOCAL_NODE) && table.contains("Ready"), "{table}");
+    assert!(
+        table.contains(LOCAL_NODE) && table.contains("Ready"),
+        "{table}"
+    );
 }
 
 #[test]
@@ -72,14 +93,21 @@ fn a_joined_node_runs_pods_placed_by_selector_and_taints() {
     let placed = cluster.wait_pod_phase("anywhere", "Succeeded");
     assert_eq!(placed["spec"]["nodeName"], "node-b");
     let logs = cluster.kubectl_ok(&["logs", "anywhere"]);
-    assert!(logs.contains("Hello from Skiff!"), "{logs}\n{}", node_b.log());
+    assert!(
+        logs.contains("Hello from Skiff!"),
+        "{logs}\n{}",
+        node_b.log()
+    );
 
     // A toleration and a selector pick node-a.
     cluster.apply(&pod(
         "infra",
         "  nodeSelector: {kubernetes.io/hostname: node-a}\n  tolerations: [{key: dedicated, operator: Equal, value: infra, effect: NoSchedule}]\n",
     ));
-    assert_eq!(cluster.wait_pod_phase("infra", "Succeeded")["spec"]["nodeName"], LOCAL_NODE);
+    assert_eq!(
+        cluster.wait_pod_phase("infra", "Succeeded")["spec"]["nodeName"],
+        LOCAL_NODE
+    );
 
     // Nothing fits: the pod stays Pending with Kubernetes' explanation.
     cluster.apply(&pod("nowhere", "  nodeSelector: {disk: hdd}\n"));
@@ -94,14 +122,23 @@ fn a_joined_node_runs_pods_placed_by_selector_and_taints() {
     assert_eq!(condition["reason"], "Unschedulable");
     let message = condition["message"].as_str().unwrap();
     assert!(message.starts_with("0/2 nodes are available:"), "{message}");
-    assert!(message.contains("1 node(s) didn't match Pod's node affinity/selector"), "{message}");
-    assert!(message.contains("1 node(s) had untolerated taint"), "{message}");
+    assert!(
+        message.contains("1 node(s) didn't match Pod's node affinity/selector"),
+        "{message}"
+    );
+    assert!(
+        message.contains("1 node(s) had untolerated taint"),
+        "{message}"
+    );
     let described = cluster.kubectl_ok(&["describe", "pod", "nowhere"]);
     assert!(described.contains("FailedScheduling"), "{described}");
 
     // Labelling a node to match schedules the waiting pod.
     cluster.kubectl_ok(&["label", "node", "node-b", "disk=hdd", "--overwrite"]);
-    assert_eq!(cluster.wait_pod_phase("nowhere", "Succeeded")["spec"]["nodeName"], "node-b");
+    assert_eq!(
+        cluster.wait_pod_phase("nowhere", "Succeeded")["spec"]["nodeName"],
+        "node-b"
+    );
 }
 
 #[test]
@@ -115,7 +152,11 @@ fn skiff_push_publishes_a_module_that_pods_run() {
         .output()
         .expect("running skiff push");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("sha256:"), "{stdout}");
     let cluster = Cluster::start();
     cluster.wait_node_ready(LOCAL_NODE, || cluster.server_log());

@@ -6,7 +6,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use skiff_tests::registry::Registry;
+use skiff_tests::Registry;
 use skiff_tests::{Cluster, LOCAL_NODE, eventually, samples_dir};
 
 struct Env {
@@ -104,10 +104,22 @@ fn a_module_runs_to_completion_logs_and_reports_as_the_kubelet_does() {
     ));
     let pod = env.cluster.wait_pod_phase("hello", "Succeeded");
     let status = &pod["status"]["containerStatuses"][0];
-    assert_eq!(status["state"]["terminated"]["reason"], "Completed", "{status}");
+    assert_eq!(
+        status["state"]["terminated"]["reason"], "Completed",
+        "{status}"
+    );
     assert_eq!(status["state"]["terminated"]["exitCode"], 0);
-    assert!(status["containerID"].as_str().unwrap().starts_with("wasm://"), "{status}");
-    assert!(status["imageID"].as_str().unwrap().contains("@sha256:"), "{status}");
+    assert!(
+        status["containerID"]
+            .as_str()
+            .unwrap()
+            .starts_with("wasm://"),
+        "{status}"
+    );
+    assert!(
+        status["imageID"].as_str().unwrap().contains("@sha256:"),
+        "{status}"
+    );
     assert_eq!(pod["spec"]["nodeName"], LOCAL_NODE);
     let logs = env.logs(&["hello"]);
     assert!(logs.contains("Hello from Skiff!"), "{logs}");
@@ -126,7 +138,8 @@ fn a_module_runs_to_completion_logs_and_reports_as_the_kubelet_does() {
 fn a_preview2_component_runs() {
     let env = Env::start();
     let image = env.image("hello-component");
-    env.cluster.apply(&simple_pod("component", &image, "Never", ""));
+    env.cluster
+        .apply(&simple_pod("component", &image, "Never", ""));
     env.cluster.wait_pod_phase("component", "Succeeded");
     let logs = env.logs(&["component"]);
     assert!(logs.contains("Hello from a Skiff component!"), "{logs}");
@@ -137,7 +150,8 @@ fn env_and_configmap_volumes_reach_the_module() {
     let env = Env::start();
     let hello = env.image("hello");
     let reader = env.image("config-reader");
-    env.cluster.create_configmap("default", "settings", &[("colour", "blue"), ("size", "xl")]);
+    env.cluster
+        .create_configmap("default", "settings", &[("colour", "blue"), ("size", "xl")]);
     env.cluster.apply(&format!(
         r#"apiVersion: v1
 kind: Secret
@@ -197,7 +211,10 @@ spec:
         "POD_TOKEN=s3cret",
         "POD_GREETING=hi env",
     ] {
-        assert!(logs.lines().any(|l| l.trim() == line), "no {line:?} in:\n{logs}");
+        assert!(
+            logs.lines().any(|l| l.trim() == line),
+            "no {line:?} in:\n{logs}"
+        );
     }
     env.cluster.wait_pod_phase("reader", "Running");
     let logs = eventually("the reader prints its config", || {
@@ -208,7 +225,10 @@ spec:
             Err(logs)
         }
     });
-    assert!(!logs.contains("..data"), "the atomic-writer internals are hidden: {logs}");
+    assert!(
+        !logs.contains("..data"),
+        "the atomic-writer internals are hidden: {logs}"
+    );
 }
 
 #[test]
@@ -216,10 +236,14 @@ fn nothing_of_the_host_is_reachable() {
     let env = Env::start();
     let passwd = env.image("passwd-reader");
     let net = env.image("net-probe");
-    env.cluster.apply(&simple_pod("passwd", &passwd, "Never", ""));
+    env.cluster
+        .apply(&simple_pod("passwd", &passwd, "Never", ""));
     env.cluster.apply(&simple_pod("net", &net, "Never", ""));
     let pod = env.cluster.wait_pod_phase("passwd", "Failed");
-    assert_eq!(pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"], 1);
+    assert_eq!(
+        pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"],
+        1
+    );
     let logs = env.logs(&["passwd"]);
     assert!(logs.contains("cannot read /etc/passwd"), "{logs}");
     assert!(!logs.contains("root:"), "{logs}");
@@ -232,7 +256,12 @@ fn nothing_of_the_host_is_reachable() {
 fn a_crashing_module_backs_off_and_keeps_its_previous_logs() {
     let env = Env::start();
     let image = env.image("exit-code");
-    env.cluster.apply(&simple_pod("crash", &image, "Always", "    args: [\"3\"]\n"));
+    env.cluster.apply(&simple_pod(
+        "crash",
+        &image,
+        "Always",
+        "    args: [\"3\"]\n",
+    ));
     let status = eventually("two restarts and CrashLoopBackOff", || {
         let pod = env.pod("crash");
         let s = pod["status"]["containerStatuses"][0].clone();
@@ -244,16 +273,25 @@ fn a_crashing_module_backs_off_and_keeps_its_previous_logs() {
         }
     });
     assert_eq!(status["lastState"]["terminated"]["exitCode"], 3, "{status}");
-    assert_eq!(status["lastState"]["terminated"]["reason"], "Error", "{status}");
+    assert_eq!(
+        status["lastState"]["terminated"]["reason"], "Error",
+        "{status}"
+    );
     let message = status["state"]["waiting"]["message"].as_str().unwrap();
-    assert!(message.starts_with("back-off ") && message.contains("restarting failed container=app"), "{message}");
+    assert!(
+        message.starts_with("back-off ") && message.contains("restarting failed container=app"),
+        "{message}"
+    );
     assert_eq!(env.pod("crash")["status"]["phase"], "Running");
     let previous = env.logs(&["crash", "--previous"]);
     assert!(previous.contains("exiting with 3"), "{previous}");
     let events = events_of(&env, "crash");
     assert!(events.contains("BackOff"), "{events}");
     let table = env.cluster.kubectl_ok(&["get", "pod", "crash"]);
-    assert!(table.contains("CrashLoopBackOff") || table.contains("Error"), "{table}");
+    assert!(
+        table.contains("CrashLoopBackOff") || table.contains("Error"),
+        "{table}"
+    );
 }
 
 #[test]
@@ -272,7 +310,13 @@ fn exceeding_the_memory_limit_is_oom_killed() {
     let logs = env.logs(&["hog"]);
     let most: u64 = logs
         .lines()
-        .filter_map(|l| l.trim().strip_prefix("allocated ")?.strip_suffix(" MiB")?.parse().ok())
+        .filter_map(|l| {
+            l.trim()
+                .strip_prefix("allocated ")?
+                .strip_suffix(" MiB")?
+                .parse()
+                .ok()
+        })
         .max()
         .unwrap_or(0);
     assert!(most > 0 && most < 16, "allocated up to {most} MiB:\n{logs}");
@@ -299,9 +343,14 @@ fn the_cpu_limit_holds_a_busy_loop_and_deletion_stops_it_at_once() {
         busy * 100.0,
         idle * 100.0
     );
-    env.cluster.kubectl_ok(&["delete", "pod", "spin", "--wait=true"]);
+    env.cluster
+        .kubectl_ok(&["delete", "pod", "spin", "--wait=true"]);
     let after = cpu_share(pid, Duration::from_secs(2)) - idle;
-    assert!(after < 0.04, "after deletion the process still uses {:.1}% of a core", after * 100.0);
+    assert!(
+        after < 0.04,
+        "after deletion the process still uses {:.1}% of a core",
+        after * 100.0
+    );
 }
 
 #[test]
@@ -309,7 +358,8 @@ fn logs_follow_tail_timestamps_and_containers() {
     let env = Env::start();
     let reader = env.image("config-reader");
     let sleeper = env.image("sleeper");
-    env.cluster.create_configmap("default", "settings", &[("a", "1"), ("b", "2")]);
+    env.cluster
+        .create_configmap("default", "settings", &[("a", "1"), ("b", "2")]);
     env.cluster.apply(&format!(
         r#"apiVersion: v1
 kind: Pod
@@ -343,12 +393,19 @@ spec:
     assert_eq!(tail.trim(), "b=2");
     let stamped = env.logs(&["two", "-c", "reader", "--timestamps"]);
     let first = stamped.lines().next().unwrap();
-    assert!(first.starts_with("20") && first.contains('T') && first.ends_with("a=1"), "{stamped}");
+    assert!(
+        first.starts_with("20") && first.contains('T') && first.ends_with("a=1"),
+        "{stamped}"
+    );
     let since = env.logs(&["two", "-c", "reader", "--since=1h"]);
     assert!(since.contains("a=1"), "{since}");
-    let mut follow = env.cluster.cmd(&["logs", "-f", "two", "-c", "reader"]).spawn();
+    let mut follow = env
+        .cluster
+        .cmd(&["logs", "-f", "two", "-c", "reader"])
+        .spawn();
     follow.expect_stdout("followed logs", |out| out.contains("b=2"));
-    env.cluster.kubectl_ok(&["delete", "pod", "two", "--wait=false"]);
+    env.cluster
+        .kubectl_ok(&["delete", "pod", "two", "--wait=false"]);
     let done = follow.finish();
     assert!(done.stdout.contains("a=1"), "{done}");
 }
@@ -357,7 +414,8 @@ spec:
 fn exec_into_a_wasm_container_says_why_not() {
     let env = Env::start();
     let image = env.image("sleeper");
-    env.cluster.apply(&simple_pod("sleepy", &image, "Always", ""));
+    env.cluster
+        .apply(&simple_pod("sleepy", &image, "Always", ""));
     env.cluster.wait_pod_phase("sleepy", "Running");
     let err = env.cluster.kubectl_err(&["exec", "sleepy", "--", "ls"]);
     assert!(err.contains("WebAssembly"), "{err}");
@@ -378,7 +436,10 @@ fn init_containers_run_first() {
     assert_eq!(init["state"]["terminated"]["reason"], "Completed", "{init}");
     let conditions = pod["status"]["conditions"].as_array().unwrap();
     for kind in ["PodScheduled", "Initialized", "ContainersReady", "Ready"] {
-        let c = conditions.iter().find(|c| c["type"] == kind).unwrap_or_else(|| panic!("no {kind}"));
+        let c = conditions
+            .iter()
+            .find(|c| c["type"] == kind)
+            .unwrap_or_else(|| panic!("no {kind}"));
         assert_eq!(c["status"], "True", "{kind}: {c}");
     }
     let logs = env.logs(&["init", "-c", "setup"]);
@@ -389,7 +450,8 @@ fn init_containers_run_first() {
 fn a_missing_image_backs_off_with_the_registry_reason() {
     let env = Env::start();
     let image = format!("{}/samples/nothing:v9", env.registry.addr());
-    env.cluster.apply(&simple_pod("missing", &image, "Always", ""));
+    env.cluster
+        .apply(&simple_pod("missing", &image, "Always", ""));
     let status = eventually("ImagePullBackOff", || {
         let s = env.pod("missing")["status"]["containerStatuses"][0].clone();
         if s["state"]["waiting"]["reason"] == "ImagePullBackOff" {
@@ -398,7 +460,13 @@ fn a_missing_image_backs_off_with_the_registry_reason() {
             Err(s.to_string())
         }
     });
-    assert!(status["state"]["waiting"]["message"].as_str().unwrap().contains(&image), "{status}");
+    assert!(
+        status["state"]["waiting"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&image),
+        "{status}"
+    );
     let events = events_of(&env, "missing");
     assert!(events.contains("Failed to pull image"), "{events}");
     assert!(events.contains("ErrImagePull"), "{events}");

@@ -8,8 +8,8 @@ pub mod path;
 pub(crate) mod rest;
 mod watch;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use axum::Router;
 use axum::body::Body;
@@ -26,6 +26,7 @@ use crate::store::Store;
 use crate::watch_cache::WatchCache;
 use codec::{ErrorResponse, Query};
 use path::Route;
+pub use rest::node_proxy::{KubeletClient, KubeletClientError};
 
 /// The Kubernetes version Skiff's API is faithful to (kubectl picks its client by the minor).
 pub const KUBERNETES_MAJOR: &str = "1";
@@ -37,6 +38,9 @@ pub struct ApiServer<S: Store> {
     /// Held from picking a Service's ClusterIP/NodePorts until the Service is stored, so two
     /// concurrent creates never pick the same address.
     pub(crate) service_allocation: tokio::sync::Mutex<()>,
+    /// How `pods/log`, `exec`, `attach` and `portforward` reach node agents; until it is set
+    /// they answer ServiceUnavailable.
+    pub(crate) kubelet: OnceLock<KubeletClient>,
     ready: AtomicBool,
 }
 
@@ -46,8 +50,14 @@ impl<S: Store> ApiServer<S> {
             store,
             watch_cache,
             service_allocation: tokio::sync::Mutex::new(()),
+            kubelet: OnceLock::new(),
             ready: AtomicBool::new(false),
         })
+    }
+
+    /// Lets the API server proxy to node agents through `client` (the first call wins).
+    pub fn set_kubelet_client(&self, client: KubeletClient) {
+        let _ = self.kubelet.set(client);
     }
 
     /// `/readyz` answers ok from now on.

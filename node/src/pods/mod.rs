@@ -5,6 +5,7 @@
 //! the status computed from the state ([`status`]) when it changed.
 
 mod events;
+mod locate;
 pub mod state;
 pub mod status;
 mod sync;
@@ -18,10 +19,10 @@ use std::time::Duration;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Patch, PatchParams};
+use kube::runtime::WatchStreamExt;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::watcher::{self, Event};
-use kube::runtime::WatchStreamExt;
 use kube::{Api, ResourceExt};
 use skiff_sandbox::PodSandbox;
 use tokio::sync::mpsc;
@@ -31,6 +32,7 @@ use tracing::{debug, warn};
 use crate::images::ImageService;
 use crate::objects::KubeObjects;
 pub use events::EventRecorder;
+pub use locate::Locator;
 use state::PodState;
 
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +75,7 @@ pub struct Context {
     pods: Mutex<HashMap<String, Arc<tokio::sync::Mutex<PodState>>>>,
     /// `namespace/name` → UID of the pods this node runs (the log server looks pods up by name).
     names: Mutex<HashMap<(String, String), String>>,
+    log_index: locate::LogIndex,
     exits: mpsc::UnboundedSender<ObjectRef<Pod>>,
 }
 
@@ -108,6 +111,7 @@ impl Context {
     }
 
     fn forget(&self, uid: &str) -> Option<Arc<tokio::sync::Mutex<PodState>>> {
+        self.log_index.remove(uid);
         self.names
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -119,7 +123,10 @@ impl Context {
     }
 
     pub fn runtime(&self, handler: &str) -> Option<Arc<dyn PodSandbox>> {
-        self.runtimes.iter().find(|r| r.handler() == handler).cloned()
+        self.runtimes
+            .iter()
+            .find(|r| r.handler() == handler)
+            .cloned()
     }
 
     /// How many pods this node is running (for the bench and the log).
@@ -154,6 +161,7 @@ pub fn context(
         images,
         pods: Mutex::new(HashMap::new()),
         names: Mutex::new(HashMap::new()),
+        log_index: locate::LogIndex::default(),
         exits,
     });
     (ctx, exit_rx)
@@ -210,21 +218,29 @@ async fn reconcile(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action, PodError>
     }
     let state = ctx.state_of(&pod);
     let mut state = state.lock().await;
-    let next = sync::sync(&pod, &mut state, &ctx).await?;
+    let next = sync::sync(&pod, &mut state, &ctx).await;
+    ctx.log_index.publish(
+        &pod.namespace().unwrap_or_default(),
+        &pod.name_any(),
+        &state,
+    );
+    let next = next?;
     let status = status::compute(&pod, &state, &ctx.host_ip);
     let terminal = matches!(status.phase.as_deref(), Some("Succeeded" | "Failed"));
     if pod.status.as_ref() != Some(&status) {
-        let api: Api<Pod> = Api::namespaced(
-            ctx.client.clone(),
-            &pod.namespace().unwrap_or_default(),
-        );
+        let api: Api<Pod> =
+            Api::namespaced(ctx.client.clone(), &pod.namespace().unwrap_or_default());
         let patch = serde_json::json!({"status": status});
-        api.patch_status(&pod.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .map_err(|source| PodError::Status {
-                pod: pod.name_any(),
-                source,
-            })?;
+        api.patch_status(
+            &pod.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .map_err(|source| PodError::Status {
+            pod: pod.name_any(),
+            source,
+        })?;
     }
     if terminal {
         // A finished pod keeps its logs and status but releases its sandboxes.

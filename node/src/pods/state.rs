@@ -134,7 +134,10 @@ mod tests {
         let mut b = Backoff::default();
         let t0 = Instant::now();
         assert_eq!(b.try_now(t0), None, "the first restart is immediate");
-        assert_eq!(b.try_now(t0 + Duration::from_secs(3)), Some(Duration::from_secs(7)));
+        assert_eq!(
+            b.try_now(t0 + Duration::from_secs(3)),
+            Some(Duration::from_secs(7))
+        );
         assert_eq!(b.current(), Duration::from_secs(10));
         assert_eq!(b.try_now(t0 + Duration::from_secs(10)), None);
         assert_eq!(b.current(), Duration::from_secs(20));

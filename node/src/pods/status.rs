@@ -125,17 +125,24 @@ fn phase(pod: &Pod, state: &PodState) -> &'static str {
     let policy = spec
         .and_then(|s| s.restart_policy.as_deref())
         .unwrap_or("Always");
-    let init = spec.and_then(|s| s.init_containers.as_deref()).unwrap_or(&[]);
+    let init = spec
+        .and_then(|s| s.init_containers.as_deref())
+        .unwrap_or(&[]);
     let containers = spec.map(|s| s.containers.as_slice()).unwrap_or(&[]);
     let get = |name: &str| state.containers.get(name);
     if policy == "Never"
-        && init
-            .iter()
-            .any(|c| get(&c.name).and_then(ContainerState::exit).is_some_and(|e| e.exit_code != 0))
+        && init.iter().any(|c| {
+            get(&c.name)
+                .and_then(ContainerState::exit)
+                .is_some_and(|e| e.exit_code != 0)
+        })
     {
         return "Failed";
     }
-    if !init.iter().all(|c| get(&c.name).is_some_and(ContainerState::succeeded)) {
+    if !init
+        .iter()
+        .all(|c| get(&c.name).is_some_and(ContainerState::succeeded))
+    {
         return "Pending";
     }
     let (mut running, mut waiting, mut succeeded, mut failed) = (0, 0, 0, 0);
@@ -194,7 +201,12 @@ pub fn compute(pod: &Pod, state: &PodState, host_ip: &str) -> PodStatus {
     let phase = phase(pod, state);
     let incomplete: Vec<&str> = init_specs
         .iter()
-        .filter(|c| !state.containers.get(&c.name).is_some_and(ContainerState::succeeded))
+        .filter(|c| {
+            !state
+                .containers
+                .get(&c.name)
+                .is_some_and(ContainerState::succeeded)
+        })
         .map(|c| c.name.as_str())
         .collect();
     let unready: Vec<&str> = app
@@ -210,7 +222,10 @@ pub fn compute(pod: &Pod, state: &PodState, host_ip: &str) -> PodStatus {
             "Initialized",
             false,
             Some("ContainersNotInitialized"),
-            Some(format!("containers with incomplete status: [{}]", incomplete.join(" "))),
+            Some(format!(
+                "containers with incomplete status: [{}]",
+                incomplete.join(" ")
+            )),
         )
     };
     let ready = |kind: &str| {
@@ -223,7 +238,10 @@ pub fn compute(pod: &Pod, state: &PodState, host_ip: &str) -> PodStatus {
                 kind,
                 false,
                 Some("ContainersNotReady"),
-                Some(format!("containers with unready status: [{}]", unready.join(" "))),
+                Some(format!(
+                    "containers with unready status: [{}]",
+                    unready.join(" ")
+                )),
             )
         }
     };
@@ -275,7 +293,10 @@ mod tests {
             image_id("127.0.0.1:5000/hello:v1", "sha256:ab"),
             "127.0.0.1:5000/hello@sha256:ab"
         );
-        assert_eq!(image_id("127.0.0.1:5000/hello", "sha256:ab"), "127.0.0.1:5000/hello@sha256:ab");
+        assert_eq!(
+            image_id("127.0.0.1:5000/hello", "sha256:ab"),
+            "127.0.0.1:5000/hello@sha256:ab"
+        );
         assert_eq!(image_id("r/x@sha256:cd", "sha256:cd"), "r/x@sha256:cd");
     }
 
@@ -288,8 +309,14 @@ mod tests {
             started_at: SystemTime::now(),
             finished_at: SystemTime::now(),
         };
-        assert_eq!(termination_reason(&exit(0, ExitReason::Exited)), "Completed");
+        assert_eq!(
+            termination_reason(&exit(0, ExitReason::Exited)),
+            "Completed"
+        );
         assert_eq!(termination_reason(&exit(3, ExitReason::Exited)), "Error");
-        assert_eq!(termination_reason(&exit(137, ExitReason::OomKilled)), "OOMKilled");
+        assert_eq!(
+            termination_reason(&exit(137, ExitReason::OomKilled)),
+            "OOMKilled"
+        );
     }
 }

@@ -2,7 +2,6 @@
 //! a time, then the app containers; restarts per `restartPolicy` with back-off. Returns when the
 //! pod should be looked at again if nothing else happens (a back-off ending).
 
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -19,9 +18,11 @@ use tracing::debug;
 
 use super::state::{ContainerState, PodState, Run, Waiting};
 use super::{Context, PodError};
-use crate::env::{PodFacts, container_argv, container_env};
+use crate::command::container_argv;
+use crate::env::container_env;
 use crate::images::{PullPolicy, auths_from_secrets};
 use crate::logs::log_path;
+use crate::objects::PodFacts;
 use crate::volumes::{container_mounts, prepare_volumes};
 
 /// The runtime that serves pods whose image is not Wasm and that name no RuntimeClass.
@@ -35,6 +36,7 @@ pub(super) fn facts(ctx: &Context) -> PodFacts {
         pod_ip: String::new(),
         node_allocatable_cpu_millis: ctx.allocatable_cpu_millis,
         node_allocatable_memory_bytes: ctx.allocatable_memory_bytes,
+        ..PodFacts::default()
     }
 }
 
@@ -194,7 +196,10 @@ async fn start(
 
     // The image.
     let cs = state.container(&container.name);
-    if cs.waiting.as_ref().is_some_and(|w| w.reason == "ErrImagePull" || w.reason == "ImagePullBackOff")
+    if cs
+        .waiting
+        .as_ref()
+        .is_some_and(|w| w.reason == "ErrImagePull" || w.reason == "ImagePullBackOff")
         && let Some(wait) = cs.pull_backoff.try_now(Instant::now())
     {
         ctx.events.pod(
@@ -215,13 +220,25 @@ async fn start(
             Some(wait),
         ));
     }
-    let policy = PullPolicy::from_str(container.image_pull_policy.as_deref().unwrap_or(""))
-        .unwrap_or(PullPolicy::IfNotPresent);
+    let policy = PullPolicy::from_container(container);
     let auths = pull_auths(pod, ctx).await;
+    let present = ctx.images.is_present(&image);
+    let will_pull = policy == PullPolicy::Always || !present;
+    if will_pull && policy != PullPolicy::Never {
+        ctx.events.pod(
+            pod,
+            at,
+            EventType::Normal,
+            "Pulling",
+            format!("Pulling image \"{image}\""),
+        );
+    }
+    let waited = Instant::now();
     let pulled = match ctx.images.ensure(&image, policy, &auths).await {
         Ok(p) => p,
         Err(e) => {
-            ctx.events.pod(pod, at, EventType::Warning, "Failed", e.to_string());
+            ctx.events
+                .pod(pod, at, EventType::Warning, "Failed", e.to_string());
             ctx.events.pod(
                 pod,
                 at,
@@ -231,30 +248,21 @@ async fn start(
             );
             let cs = state.container(&container.name);
             cs.pull_backoff.try_now(Instant::now());
-            return Err(hold(e.reason(), e.to_string(), Some(super::state::INITIAL_BACKOFF)));
+            return Err(hold(
+                e.reason(),
+                e.to_string(),
+                Some(super::state::INITIAL_BACKOFF),
+            ));
         }
     };
     match &pulled.pulled {
-        Some(report) => {
-            ctx.events.pod(
-                pod,
-                at,
-                EventType::Normal,
-                "Pulling",
-                format!("Pulling image \"{image}\""),
-            );
-            let secs = report.duration.as_secs_f64();
-            ctx.events.pod(
-                pod,
-                at,
-                EventType::Normal,
-                "Pulled",
-                format!(
-                    "Successfully pulled image \"{image}\" in {secs:.3}s ({secs:.3}s including waiting). Image size: {} bytes.",
-                    report.size_bytes
-                ),
-            );
-        }
+        Some(report) => ctx.events.pod(
+            pod,
+            at,
+            EventType::Normal,
+            "Pulled",
+            report.message(&image, waited.elapsed()),
+        ),
         None => ctx.events.pod(
             pod,
             at,
@@ -274,7 +282,10 @@ async fn start(
     let Some(runtime) = ctx.runtime(&handler) else {
         return Err(hold(
             "CreateContainerError",
-            format!("no runtime for handler \"{handler}\" is configured on node {}", ctx.node_name),
+            format!(
+                "no runtime for handler \"{handler}\" is configured on node {}",
+                ctx.node_name
+            ),
             None,
         ));
     };
@@ -284,7 +295,8 @@ async fn start(
     let env = match container_env(pod, container, &artifact.config, &ctx.objects, &facts).await {
         Ok(env) => env,
         Err(e) => {
-            ctx.events.pod(pod, at, EventType::Warning, "Failed", format!("Error: {e}"));
+            ctx.events
+                .pod(pod, at, EventType::Warning, "Failed", format!("Error: {e}"));
             return Err(hold(
                 "CreateContainerConfigError",
                 e.to_string(),
@@ -293,7 +305,13 @@ async fn start(
         }
     };
     for skipped in &env.skipped_keys {
-        ctx.events.pod(pod, at, EventType::Warning, "InvalidEnvironmentVariableNames", skipped.to_string());
+        ctx.events.pod(
+            pod,
+            at,
+            EventType::Warning,
+            crate::env::SkippedKeys::REASON,
+            skipped.to_string(),
+        );
     }
     let program = image
         .rsplit('/')
@@ -302,7 +320,11 @@ async fn start(
         .map(|n| format!("{n}.wasm"))
         .unwrap_or_else(|| container.name.clone());
     let argv = container_argv(container, &artifact.config, &env.vars, &program);
-    let mounts = match state.volumes.as_ref().map(|v| container_mounts(container, v)) {
+    let mounts = match state
+        .volumes
+        .as_ref()
+        .map(|v| container_mounts(container, v, &env.vars))
+    {
         Some(Ok(m)) => m,
         Some(Err(e)) => return Err(hold("CreateContainerConfigError", e.to_string(), None)),
         None => Vec::new(),
@@ -311,7 +333,13 @@ async fn start(
     // The sandbox.
     let sandbox = match sandbox_for(pod, state, &handler, runtime.clone(), ctx).await {
         Ok(id) => id,
-        Err(e) => return Err(hold("CreateContainerError", e.to_string(), Some(Duration::from_secs(10)))),
+        Err(e) => {
+            return Err(hold(
+                "CreateContainerError",
+                e.to_string(),
+                Some(Duration::from_secs(10)),
+            ));
+        }
     };
 
     let cs = state.container(&container.name);
@@ -330,30 +358,54 @@ async fn start(
     if let Some(dir) = log.parent()
         && let Err(e) = std::fs::create_dir_all(dir)
     {
-        return Err(hold("CreateContainerError", format!("{}: {e}", dir.display()), None));
+        return Err(hold(
+            "CreateContainerError",
+            format!("{}: {e}", dir.display()),
+            None,
+        ));
     }
     let spec = ContainerSpec {
         name: container.name.clone(),
         image: artifact.clone(),
         argv,
         env: env.vars,
-        working_dir: container.working_dir.clone().or(artifact.config.working_dir.clone()),
+        working_dir: container
+            .working_dir
+            .clone()
+            .or(artifact.config.working_dir.clone()),
         mounts,
         resources: resource_limits(container),
         log_path: log,
     };
-    ctx.events.pod(pod, at, EventType::Normal, "Created", format!("Created container: {}", container.name));
+    ctx.events.pod(
+        pod,
+        at,
+        EventType::Normal,
+        "Created",
+        format!("Created container: {}", container.name),
+    );
     let started_at = SystemTime::now();
     let id = match runtime.start_container(&sandbox, &spec).await {
         Ok(id) => id,
         Err(e) => {
-            ctx.events.pod(pod, at, EventType::Warning, "Failed", format!("Error: {e}"));
+            ctx.events
+                .pod(pod, at, EventType::Warning, "Failed", format!("Error: {e}"));
             let cs = state.container(&container.name);
             cs.restart_backoff.try_now(Instant::now());
-            return Err(hold("RunContainerError", e.to_string(), Some(super::state::INITIAL_BACKOFF)));
+            return Err(hold(
+                "RunContainerError",
+                e.to_string(),
+                Some(super::state::INITIAL_BACKOFF),
+            ));
         }
     };
-    ctx.events.pod(pod, at, EventType::Normal, "Started", format!("Started container {}", container.name));
+    ctx.events.pod(
+        pod,
+        at,
+        EventType::Normal,
+        "Started",
+        format!("Started container {}", container.name),
+    );
     let (exited_tx, exited) = watch::channel(false);
     let cs = state.container(&container.name);
     if let Some(previous) = cs.run.take()
@@ -370,7 +422,15 @@ async fn start(
     cs.waiting = None;
     cs.image_id = Some(artifact.digest.clone());
     cs.handler = Some(runtime.handler());
-    watch_exit(pod, container.name.clone(), id, runtime, sandbox, exited_tx, ctx);
+    watch_exit(
+        pod,
+        container.name.clone(),
+        id,
+        runtime,
+        sandbox,
+        exited_tx,
+        ctx,
+    );
     Ok(())
 }
 
@@ -470,7 +530,9 @@ async fn pull_auths(pod: &Pod, ctx: &Context) -> Vec<crate::images::RegistryAuth
     let mut secrets: Vec<Secret> = Vec::new();
     for reference in names {
         // A missing pull secret is not an error: the kubelet tries without it.
-        if let Ok(Some(secret)) = crate::objects::ObjectSource::secret(&ctx.objects, &namespace, &reference.name).await {
+        if let Ok(Some(secret)) =
+            crate::objects::ObjectSource::secret(&ctx.objects, &namespace, &reference.name).await
+        {
             secrets.push(secret);
         }
     }
@@ -479,10 +541,16 @@ async fn pull_auths(pod: &Pod, ctx: &Context) -> Vec<crate::images::RegistryAuth
 
 fn resource_limits(container: &Container) -> ResourceLimits {
     let resources = container.resources.as_ref();
-    let get = |which: Option<&std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>, name: &str| {
+    let get = |which: Option<
+        &std::collections::BTreeMap<
+            String,
+            k8s_openapi::apimachinery::pkg::api::resource::Quantity,
+        >,
+    >,
+               name: &str| {
         which
             .and_then(|m| m.get(name))
-            .and_then(|q| Quantity::from_str(&q.0).ok())
+            .and_then(|q| q.0.parse::<Quantity>().ok())
     };
     let limits = resources.and_then(|r| r.limits.as_ref());
     let requests = resources.and_then(|r| r.requests.as_ref());

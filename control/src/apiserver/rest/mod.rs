@@ -1,8 +1,11 @@
 //! REST verbs on resources: dispatch by method and path shape, and the read side (get, list).
-//! Writes live in `write.rs`, deletes in `delete.rs`, the `scale` subresource in `scale.rs`.
+//! Writes live in `write.rs`, deletes in `delete.rs`, the `scale` subresource in `scale.rs`,
+//! `log`, `exec`, `attach` and `portforward` (proxied to the pod's node) in `node_proxy.rs`.
 
 mod admission;
 mod delete;
+pub(crate) mod node_proxy;
+mod pod_log;
 mod scale;
 mod write;
 
@@ -136,10 +139,9 @@ pub(crate) async fn serve<S: Store>(
             let options = delete::DeleteOptions::parse(&query, &body)?;
             delete::delete_collection(api, &rp, &query, &options, &opts).await
         }
-        (_, Some(_), Some(sub)) if matches!(sub, "log" | "exec" | "attach" | "portforward") => {
-            Err(ApiError::service_unavailable(format!(
-                "{sub} is not available: no node agent serves this pod yet"
-            )))
+        (&Method::GET, Some(name), Some("log")) => node_proxy::log(api, &rp, name, &query).await,
+        (_, Some(name), Some(sub @ ("exec" | "attach" | "portforward"))) => {
+            node_proxy::stream(api, &rp, name, sub, &query, req).await
         }
         _ => Err(ApiError::method_not_allowed(
             "the server does not allow this method on the requested resource",
