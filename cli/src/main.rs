@@ -79,7 +79,7 @@ fn main() -> anyhow::Result<()> {
             spawn_signal_handler(shutdown.clone());
             agent::run(args.server, &args.token, args.data_dir, args.node, shutdown).await
         }),
-        Command::Push(args) => block_on(push::run(args)),
+        Command::Push(args) => push::run(args),
         Command::Bench(cmd) => bench::run(cmd),
     }
 }

@@ -1,6 +1,7 @@
 //! Objects every Kubernetes cluster has from its first start: the namespaces `default`,
 //! `kube-system`, `kube-public` and `kube-node-lease`, the `kubernetes` Service in `default`, and
-//! the `cluster-admin` ClusterRole bound to the `system:masters` group (the admin kubeconfig's).
+//! the `cluster-admin` ClusterRole bound to the `system:masters` group (the admin kubeconfig's), and
+//! the RuntimeClasses `wasmtime` and `runc` naming Skiff's two runtime handlers.
 
 use serde_json::json;
 use skiff_api::{ApiError, registry};
@@ -12,6 +13,9 @@ use crate::store::Store;
 
 pub const SYSTEM_NAMESPACES: [&str; 4] =
     ["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// The runtime handlers a Skiff node offers; each has a RuntimeClass of the same name.
+pub const RUNTIME_HANDLERS: [&str; 2] = ["wasmtime", "runc"];
 
 pub async fn run<S: Store>(api: &ApiServer<S>) -> Result<(), ApiError> {
     let find = |g: &str, v: &str, p: &str| {
@@ -63,5 +67,16 @@ pub async fn run<S: Store>(api: &ApiServer<S>) -> Result<(), ApiError> {
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:masters"}],
     });
-    ensure_exists(api, bindings, None, binding).await
+    ensure_exists(api, bindings, None, binding).await?;
+
+    // Created only if missing, so a user's edits (scheduling, overhead) survive restarts.
+    let runtime_classes = find("node.k8s.io", "v1", "runtimeclasses")?;
+    for handler in RUNTIME_HANDLERS {
+        let class = json!({
+            "apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass",
+            "metadata": {"name": handler}, "handler": handler,
+        });
+        ensure_exists(api, runtime_classes, None, class).await?;
+    }
+    Ok(())
 }

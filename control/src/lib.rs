@@ -9,6 +9,7 @@ mod bootstrap;
 pub mod controllers;
 pub mod join;
 pub mod pki;
+pub mod scheduler;
 pub mod server;
 pub mod store;
 pub mod watch_cache;

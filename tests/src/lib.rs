@@ -29,6 +29,8 @@ pub struct Cluster {
     child: Option<Child>,
     /// `up` (control plane and a local node) or `control` (control plane alone).
     command: &'static str,
+    /// Extra environment for the skiff process.
+    env: Vec<(String, String)>,
     /// The local node's server port (with `up`).
     kubelet_port: u16,
 }
@@ -40,15 +42,26 @@ impl Cluster {
     /// Starts a fresh `skiff up` (control plane and a local node) and waits until it answers
     /// `/readyz`.
     pub fn start() -> Cluster {
-        Cluster::start_as("up")
+        Cluster::start_as("up", &[])
     }
 
     /// Starts the control plane alone (`skiff control`): tests that register Nodes of their own.
     pub fn start_control_plane() -> Cluster {
-        Cluster::start_as("control")
+        Cluster::start_as("control", &[])
     }
 
-    fn start_as(command: &'static str) -> Cluster {
+    /// [`Cluster::start_control_plane`] with extra environment variables for skiff (settings
+    /// tests shorten, such as `SKIFF_NODE_MONITOR_GRACE_PERIOD`).
+    pub fn start_control_plane_with_env(env: &[(&str, &str)]) -> Cluster {
+        Cluster::start_as("control", env)
+    }
+
+    /// [`Cluster::start`] with extra environment variables for skiff.
+    pub fn start_with_env(env: &[(&str, &str)]) -> Cluster {
+        Cluster::start_as("up", env)
+    }
+
+    fn start_as(command: &'static str, env: &[(&str, &str)]) -> Cluster {
         let data = tempfile::Builder::new()
             .prefix("skiff-e2e-data-")
             .tempdir()
@@ -64,6 +77,10 @@ impl Cluster {
             port: 0,
             child: None,
             command,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             kubelet_port: free_port(),
         };
         // Another test may grab the port between our probe and skiff's bind: retry with a new one.
@@ -286,6 +303,7 @@ impl Cluster {
         }
         let child = command
             .env_remove("KUBECONFIG")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log("skiff.stdout"))
             .stderr(log("skiff.stderr"))

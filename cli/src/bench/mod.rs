@@ -3,6 +3,7 @@
 
 mod api;
 mod process;
+pub mod scheduler;
 mod wasm;
 
 use clap::Subcommand;
@@ -23,6 +24,18 @@ pub enum BenchCommand {
         /// Seconds the server idles before its memory is read.
         #[arg(long, default_value_t = 30)]
         idle_seconds: u64,
+    },
+    /// Scheduler throughput against a fresh `skiff control`: pending pods bound across fake nodes.
+    Scheduler {
+        /// Print one JSON object (`binds_per_s`, ...) instead of a report.
+        #[arg(long)]
+        json: bool,
+        /// Fake Nodes to register.
+        #[arg(long, default_value_t = 100)]
+        nodes: usize,
+        /// Pending pods to bind.
+        #[arg(long, default_value_t = 5_000)]
+        pods: usize,
     },
     /// Wasm pod start latency beside plain wasmtime, density on one node, scheduler binds/s.
     Wasm {
@@ -59,6 +72,15 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             idle_seconds,
         } => {
             let report = runtime.block_on(api::run(count, concurrency, idle_seconds))?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                report.print();
+            }
+            Ok(())
+        }
+        BenchCommand::Scheduler { json, nodes, pods } => {
+            let report = runtime.block_on(scheduler::run(nodes, pods))?;
             if json {
                 println!("{}", serde_json::to_string(&report)?);
             } else {

@@ -162,6 +162,10 @@ fn rss_mib(server: &Server) -> anyhow::Result<f64> {
 /// Plain wasmtime: the module compiled once, then instantiated and run to completion per
 /// iteration with a fresh store and WASI context; the median run in microseconds.
 fn raw_wasmtime_us(module: &Path, runs: usize) -> anyhow::Result<f64> {
+    raw_wasmtime(module, runs).map_err(|e| anyhow::anyhow!("plain wasmtime: {e:?}"))
+}
+
+fn raw_wasmtime(module: &Path, runs: usize) -> wasmtime::Result<f64> {
     use wasmtime::{Engine, Linker, Module, Store};
     use wasmtime_wasi::WasiCtxBuilder;
     use wasmtime_wasi::p1::WasiP1Ctx;
@@ -183,7 +187,7 @@ fn raw_wasmtime_us(module: &Path, runs: usize) -> anyhow::Result<f64> {
         if let Err(e) = start.call(&mut store, ())
             && e.downcast_ref::<wasmtime_wasi::I32Exit>().is_none_or(|x| x.0 != 0)
         {
-            return Err(e).context("running the module under plain wasmtime");
+            return Err(e);
         }
         times.push(t.elapsed());
     }

@@ -4,6 +4,7 @@
 pub mod garbage_collector;
 pub mod namespace;
 pub mod namespace_defaults;
+pub mod node_lifecycle;
 
 use kube::Client;
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -53,7 +54,7 @@ fn spawn(
     });
 }
 
-/// Starts every controller; each runs until `shutdown`. `ca_pem` is the cluster CA that
+/// Starts every controller and the scheduler; each runs until `shutdown`. `ca_pem` is the cluster CA that
 /// namespaces publish in their `kube-root-ca.crt` ConfigMap.
 pub async fn start(
     kubeconfig: &str,
@@ -73,8 +74,14 @@ pub async fn start(
     );
     spawn(
         "namespace-defaults",
-        shutdown,
-        namespace_defaults::run(client, ca_pem.to_string()),
+        shutdown.clone(),
+        namespace_defaults::run(client.clone(), ca_pem.to_string()),
     );
+    spawn(
+        "node-lifecycle",
+        shutdown.clone(),
+        node_lifecycle::run(client.clone(), node_lifecycle::grace_period_from_env()),
+    );
+    spawn("scheduler", shutdown, crate::scheduler::run(client));
     Ok(())
 }

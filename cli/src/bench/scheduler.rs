@@ -1,0 +1,244 @@
+//! `skiff bench scheduler`: how fast the scheduler binds a backlog of pending pods across many
+//! registered nodes (fake Node objects, each with a Lease so the node lifecycle controller
+//! leaves them Ready).
+//!
+//! The pods are created first, while no node matches them (they select a label only this
+//! run's fake nodes carry), and the clock starts only once the scheduler has found each one
+//! unschedulable. Creating them while nodes were already there would time pod creates and
+//! binds together on the same two cores; this way the figure is binds alone: from the first
+//! fake Node create to the watch showing the last pod's `spec.nodeName`.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use kube::api::{Api, DeleteParams, ListParams, PostParams, WatchEvent, WatchParams};
+use serde::Serialize;
+use serde_json::json;
+
+use super::api::{client_for, wait_ready};
+use super::process::start_skiff_as;
+
+/// Requests in flight while creating objects.
+const CONCURRENCY: usize = 64;
+const RUN_LABEL: &str = "skiff.dev/bench-scheduler-run";
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(300);
+
+#[derive(Serialize)]
+pub struct SchedulerReport {
+    pub nodes: usize,
+    pub pods: usize,
+    pub binds_per_s: f64,
+}
+
+impl SchedulerReport {
+    pub fn print(&self) {
+        println!(
+            "skiff bench scheduler: {} pending pods across {} nodes",
+            self.pods, self.nodes
+        );
+        println!("  binds/s  {:>10.0}   (target >= 5000)", self.binds_per_s);
+    }
+}
+
+/// Against a fresh `skiff control`.
+pub async fn run(nodes: usize, pods: usize) -> anyhow::Result<SchedulerReport> {
+    let skiff = start_skiff_as("control")?;
+    let client = client_for(&skiff).await?;
+    wait_ready(&client).await?;
+    let binds_per_s = binds_per_second(client, nodes, pods).await?;
+    Ok(SchedulerReport {
+        nodes,
+        pods,
+        binds_per_s,
+    })
+}
+
+/// Creates `pods` pending pods and then `nodes` fake Nodes that can take them, and returns
+/// binds per second; removes everything it created (its namespace, Nodes and Leases).
+pub async fn binds_per_second(
+    client: kube::Client,
+    nodes: usize,
+    pods: usize,
+) -> anyhow::Result<f64> {
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let run = format!("{}-{}", std::process::id(), started.as_secs());
+    let namespace = format!("bench-scheduler-{}", std::process::id());
+    let result = measure(&client, &run, &namespace, nodes, pods).await;
+    cleanup(&client, &run, &namespace, nodes).await;
+    result
+}
+
+async fn measure(
+    client: &kube::Client,
+    run: &str,
+    namespace: &str,
+    nodes: usize,
+    pods: usize,
+) -> anyhow::Result<f64> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}});
+    namespaces
+        .create(&PostParams::default(), &serde_json::from_value(ns)?)
+        .await
+        .with_context(|| format!("creating namespace {namespace}"))?;
+    let pod_api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    create_all(pods, |i| {
+        let api = pod_api.clone();
+        async move {
+            api.create(&PostParams::default(), &pod(run, i)?).await?;
+            Ok(())
+        }
+    })
+    .await
+    .context("creating pods")?;
+    let resource_version = wait_all_attempted(&pod_api, pods).await?;
+    // Past the scheduler's 1 s back-off after a failed attempt (a long-standing backlog is), and
+    // past the trailing FailedScheduling events.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
+    create_all(nodes, |i| {
+        let api = leases.clone();
+        async move {
+            api.create(&PostParams::default(), &lease(run, i)?).await?;
+            Ok(())
+        }
+    })
+    .await
+    .context("creating leases")?;
+
+    let watch = pod_api
+        .watch(&WatchParams::default().timeout(290), &resource_version)
+        .await?;
+    let node_api: Api<Node> = Api::all(client.clone());
+    let start = Instant::now();
+    create_all(nodes, |i| {
+        let api = node_api.clone();
+        async move {
+            api.create(&PostParams::default(), &node(run, i)?).await?;
+            Ok(())
+        }
+    })
+    .await
+    .context("creating nodes")?;
+    let mut bound = HashSet::new();
+    let mut watch = std::pin::pin!(watch);
+    while bound.len() < pods {
+        let event = tokio::time::timeout(SETTLE_TIMEOUT, watch.try_next())
+            .await
+            .context("no pod was bound for 300 s")??;
+        match event {
+            Some(WatchEvent::Added(p) | WatchEvent::Modified(p)) => {
+                if p.spec.and_then(|s| s.node_name).is_some() {
+                    bound.insert(p.metadata.name.unwrap_or_default());
+                }
+            }
+            Some(WatchEvent::Error(e)) => bail!("pod watch failed: {e}"),
+            Some(_) => {}
+            None => bail!("pod watch ended with {} of {pods} pods bound", bound.len()),
+        }
+    }
+    Ok(pods as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Waits until the scheduler has tried (and failed) to place every pod, so that its first
+/// attempts are not timed; returns the list's resourceVersion to watch from.
+async fn wait_all_attempted(api: &Api<Pod>, pods: usize) -> anyhow::Result<String> {
+    let start = Instant::now();
+    loop {
+        let list = api.list(&ListParams::default()).await?;
+        let attempted = list
+            .items
+            .iter()
+            .filter(|p| {
+                let conditions = p.status.as_ref().and_then(|s| s.conditions.as_ref());
+                conditions.is_some_and(|c| c.iter().any(|c| c.type_ == "PodScheduled"))
+            })
+            .count();
+        if attempted >= pods {
+            return list
+                .metadata
+                .resource_version
+                .context("pod list without resourceVersion");
+        }
+        if start.elapsed() > SETTLE_TIMEOUT {
+            bail!("the scheduler tried only {attempted} of {pods} pods in 300 s: is it running?");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn create_all<F, Fut>(count: usize, op: F) -> anyhow::Result<()>
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    futures::stream::iter(0..count)
+        .map(op)
+        .buffer_unordered(CONCURRENCY)
+        .try_collect::<()>()
+        .await
+}
+
+fn node_name(run: &str, i: usize) -> String {
+    format!("bench-{run}-{i:03}")
+}
+
+fn pod(run: &str, i: usize) -> anyhow::Result<Pod> {
+    Ok(serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": format!("bench-{i:05}")},
+        "spec": {
+            "nodeSelector": {RUN_LABEL: run},
+            "containers": [{"name": "c", "image": "bench.invalid/pause:1",
+                            "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}],
+        },
+    }))?)
+}
+
+/// Room for 250 pods each (a common `--max-pods`), so a backlog never outruns the nodes
+/// registered so far.
+fn node(run: &str, i: usize) -> anyhow::Result<Node> {
+    let name = node_name(run, i);
+    let resources = json!({"cpu": "64", "memory": "256Gi", "pods": "250"});
+    Ok(serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": name, "labels": {
+            RUN_LABEL: run, "kubernetes.io/hostname": name, "kubernetes.io/os": "linux"}},
+        "status": {
+            "capacity": resources, "allocatable": resources,
+            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                            "message": "fake node for skiff bench scheduler"}],
+            "runtimeHandlers": [{"name": "wasmtime"}, {"name": "runc"}],
+        },
+    }))?)
+}
+
+fn lease(run: &str, i: usize) -> anyhow::Result<Lease> {
+    let now = k8s_openapi::jiff::Timestamp::now();
+    Ok(serde_json::from_value(json!({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": node_name(run, i), "namespace": "kube-node-lease"},
+        "spec": {"holderIdentity": node_name(run, i), "leaseDurationSeconds": 40,
+                 "renewTime": k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(now)},
+    }))?)
+}
+
+async fn cleanup(client: &kube::Client, run: &str, namespace: &str, nodes: usize) {
+    let dp = DeleteParams::background();
+    let _ = Api::<Namespace>::all(client.clone())
+        .delete(namespace, &dp)
+        .await;
+    let node_api: Api<Node> = Api::all(client.clone());
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
+    for i in 0..nodes {
+        let _ = node_api.delete(&node_name(run, i), &dp).await;
+        let _ = leases.delete(&node_name(run, i), &dp).await;
+    }
+}

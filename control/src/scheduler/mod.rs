@@ -1,0 +1,384 @@
+//! The scheduler: binds pending pods (`spec.nodeName` empty, `schedulerName`
+//! `default-scheduler`, not being deleted) to nodes through the `binding` subresource.
+//!
+//! One task owns the state: watch events for Nodes, Pods and RuntimeClasses update the
+//! [`cache::Cache`] and the [`queue::Queue`], then ready pods are filtered ([`filters`]) and
+//! scored ([`scores`]) against every node and bound. Binds are pipelined (up to
+//! [`MAX_BINDS_IN_FLIGHT`]) and assumed at once, so the next pod already sees their requests.
+//! Conditions and Events go out through [`report::Reporter`] in the background.
+
+pub mod cache;
+pub mod filters;
+pub mod message;
+pub mod queue;
+pub mod report;
+pub mod scores;
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use futures::{FutureExt, Stream, StreamExt, stream};
+use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod};
+use k8s_openapi::api::node::v1::RuntimeClass;
+use kube::api::{Api, PostParams};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use cache::{Cache, Placement};
+use filters::{MissingRuntimeClass, PodFacts};
+use queue::{Queue, State};
+use report::{Report, Reporter, SCHEDULER_NAME, pod_ref};
+use scores::Candidate;
+
+/// Binds in flight at once: enough to keep the API server's write path full.
+pub const MAX_BINDS_IN_FLIGHT: usize = 128;
+/// Unschedulable pods are retried this often even if nothing seems to have changed.
+const BACKSTOP: Duration = Duration::from_secs(60);
+
+/// Events boxed: a Pod is large, and thousands may wait in the merged stream.
+enum Input {
+    Node(Box<Event<Node>>),
+    Pod(Box<Event<Pod>>),
+    RuntimeClass(Box<Event<RuntimeClass>>),
+}
+
+struct BindResult {
+    key: String,
+    pod: ObjectReference,
+    node: String,
+    result: Result<(), kube::Error>,
+}
+
+/// Every event of one resource kind, across namespaces, with watch errors retried and logged.
+fn watch<K>(client: &Client, wrap: fn(Event<K>) -> Input) -> impl Stream<Item = Input> + use<K>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned,
+    K: std::fmt::Debug + Send + 'static,
+{
+    watcher::watcher(Api::<K>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .filter_map(|e| async move {
+            e.inspect_err(|e| warn!(error = %e, "scheduler watch failed; retrying"))
+                .ok()
+        })
+        .map(wrap)
+}
+
+/// Runs the scheduler until its watches end (they retry forever) or the task is dropped.
+pub async fn run(client: Client) {
+    let mut inputs = std::pin::pin!(stream::select(
+        stream::select(
+            watch(&client, |e| Input::Node(Box::new(e))),
+            watch(&client, |e| Input::Pod(Box::new(e))),
+        ),
+        watch(&client, |e| Input::RuntimeClass(Box::new(e))),
+    ));
+    let (bind_tx, mut bind_rx) = mpsc::unbounded_channel();
+    let mut scheduler = Scheduler {
+        reporter: Reporter::start(client.clone()),
+        client,
+        cache: Cache::default(),
+        queue: Queue::default(),
+        runtime_classes: HashMap::new(),
+        relist: Relist::default(),
+        in_flight: 0,
+        turn: 0,
+        retry: false,
+    };
+    let mut backstop = tokio::time::interval(BACKSTOP);
+    loop {
+        let wake = scheduler.queue.next_wake();
+        tokio::select! {
+            input = inputs.next() => {
+                let Some(input) = input else { return };
+                scheduler.handle(input);
+                // Take in everything already waiting so the cache is current before choosing.
+                while let Some(Some(input)) = inputs.next().now_or_never() {
+                    scheduler.handle(input);
+                }
+            }
+            Some(bound) = bind_rx.recv() => scheduler.bound(bound),
+            _ = async { tokio::time::sleep_until(wake.unwrap_or_else(Instant::now).into()).await },
+                if wake.is_some() => {}
+            _ = backstop.tick() => scheduler.queue.retry_unschedulable(Instant::now(), BACKSTOP),
+        }
+        let now = Instant::now();
+        if std::mem::take(&mut scheduler.retry) {
+            scheduler.queue.retry_unschedulable(now, Duration::ZERO);
+        }
+        scheduler.queue.release_due(now);
+        scheduler.schedule_ready(&bind_tx);
+    }
+}
+
+/// Keys seen since a watch restarted, per resource: what was not seen is gone.
+#[derive(Default)]
+struct Relist {
+    nodes: HashSet<String>,
+    pods: HashSet<String>,
+    runtime_classes: HashSet<String>,
+}
+
+struct Scheduler {
+    client: Client,
+    reporter: Reporter,
+    cache: Cache,
+    queue: Queue,
+    runtime_classes: HashMap<String, RuntimeClass>,
+    relist: Relist,
+    in_flight: usize,
+    turn: usize,
+    /// Something changed that may let unschedulable pods fit.
+    retry: bool,
+}
+
+fn pod_key(pod: &Pod) -> String {
+    format!("{}/{}", pod.namespace().unwrap_or_default(), pod.name_any())
+}
+
+fn is_terminal(pod: &Pod) -> bool {
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    matches!(phase, Some("Succeeded" | "Failed"))
+}
+
+impl Scheduler {
+    fn handle(&mut self, input: Input) {
+        match input {
+            Input::Node(event) => match *event {
+                Event::Init => self.relist.nodes.clear(),
+                Event::InitApply(node) | Event::Apply(node) => {
+                    self.relist.nodes.insert(node.name_any());
+                    self.retry |= self.cache.set_node(&node);
+                }
+                Event::Delete(node) => self.cache.remove_node(&node.name_any()),
+                Event::InitDone => {
+                    let gone: Vec<String> = self
+                        .cache
+                        .node_names()
+                        .filter(|n| !self.relist.nodes.contains(*n))
+                        .cloned()
+                        .collect();
+                    gone.iter().for_each(|n| self.cache.remove_node(n));
+                    self.retry = true;
+                }
+            },
+            Input::Pod(event) => match *event {
+                Event::Init => self.relist.pods.clear(),
+                Event::InitApply(pod) => {
+                    self.relist.pods.insert(pod_key(&pod));
+                    self.pod_changed(pod);
+                }
+                Event::Apply(pod) => self.pod_changed(pod),
+                Event::Delete(pod) => self.pod_gone(&pod_key(&pod)),
+                Event::InitDone => {
+                    self.cache.retain_confirmed(&self.relist.pods);
+                    self.queue.retain_seen(&self.relist.pods);
+                    self.retry = true;
+                }
+            },
+            Input::RuntimeClass(event) => {
+                match *event {
+                    Event::Init => self.relist.runtime_classes.clear(),
+                    Event::InitApply(rc) | Event::Apply(rc) => {
+                        self.relist.runtime_classes.insert(rc.name_any());
+                        self.runtime_classes.insert(rc.name_any(), rc);
+                    }
+                    Event::Delete(rc) => {
+                        self.runtime_classes.remove(&rc.name_any());
+                    }
+                    Event::InitDone => {
+                        let seen = &self.relist.runtime_classes;
+                        self.runtime_classes.retain(|name, _| seen.contains(name));
+                    }
+                }
+                self.retry = true;
+            }
+        }
+    }
+
+    fn pod_changed(&mut self, pod: Pod) {
+        let key = pod_key(&pod);
+        if is_terminal(&pod) {
+            return self.pod_gone(&key);
+        }
+        let spec = pod.spec.as_ref();
+        if let Some(node) = spec
+            .and_then(|s| s.node_name.as_deref())
+            .filter(|n| !n.is_empty())
+        {
+            self.queue.remove(&key);
+            if !self.cache.confirm(&key, node) {
+                let facts = PodFacts::new(&pod, &self.runtime_classes).unwrap_or_default();
+                let placement = Placement {
+                    node: node.to_string(),
+                    requests: filters::pod_requests(&pod),
+                    owner: facts.owner,
+                    assumed: false,
+                };
+                self.cache.place(&key, placement);
+            }
+            return;
+        }
+        let ours = spec
+            .and_then(|s| s.scheduler_name.as_deref())
+            .is_none_or(|n| n.is_empty() || n == SCHEDULER_NAME);
+        if !ours || pod.metadata.deletion_timestamp.is_some() {
+            self.queue.remove(&key);
+            return;
+        }
+        self.queue.upsert(&key, pod);
+    }
+
+    /// A pod deleted or finished: its node has room again.
+    fn pod_gone(&mut self, key: &str) {
+        self.queue.remove(key);
+        self.retry |= self.cache.forget(key);
+    }
+
+    fn schedule_ready(&mut self, bind_tx: &mpsc::UnboundedSender<BindResult>) {
+        while self.in_flight < MAX_BINDS_IN_FLIGHT {
+            let Some(key) = self.queue.pop_active() else {
+                return;
+            };
+            self.schedule_one(key, bind_tx);
+        }
+    }
+
+    fn schedule_one(&mut self, key: String, bind_tx: &mpsc::UnboundedSender<BindResult>) {
+        let Some(pending) = self.queue.get(&key) else {
+            return;
+        };
+        let nodes = self.cache.node_names().count();
+        if nodes == 0 {
+            return self.unschedulable(&key, message::NO_NODES.to_string());
+        }
+        let facts = match PodFacts::new(&pending.pod, &self.runtime_classes) {
+            Ok(facts) => facts,
+            Err(MissingRuntimeClass(name)) => {
+                let why = message::runtime_class_not_found(&name);
+                return self.unschedulable(&key, message::pre_filter_error(nodes, &why));
+            }
+        };
+        let mut names = Vec::new();
+        let mut candidates = Vec::new();
+        let mut rejections = Vec::new();
+        for (name, entry) in &self.cache.nodes {
+            let Some(info) = &entry.info else { continue };
+            match facts.filter(info, &entry.usage) {
+                Ok(()) => {
+                    names.push(name);
+                    candidates.push(Candidate {
+                        least_allocated: scores::least_allocated(
+                            info,
+                            &entry.usage,
+                            &facts.requests,
+                        ),
+                        siblings: facts
+                            .owner
+                            .as_ref()
+                            .and_then(|o| entry.usage.owners.get(o))
+                            .copied()
+                            .unwrap_or(0),
+                    });
+                }
+                Err(reasons) => rejections.push(reasons),
+            }
+        }
+        self.turn = self.turn.wrapping_add(1);
+        let Some(best) = scores::pick(&candidates, self.turn) else {
+            return self.unschedulable(&key, message::fit_error(&rejections));
+        };
+        let node = names[best].clone();
+        let pod = &pending.pod;
+        self.cache.place(
+            &key,
+            Placement {
+                node: node.clone(),
+                requests: facts.requests,
+                owner: facts.owner,
+                assumed: true,
+            },
+        );
+        self.in_flight += 1;
+        let api: Api<Pod> =
+            Api::namespaced(self.client.clone(), &pod.namespace().unwrap_or_default());
+        let name = pod.name_any();
+        let binding = json!({
+            "apiVersion": "v1", "kind": "Binding",
+            "metadata": {"name": name, "namespace": pod.namespace(), "uid": pod.uid()},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+        });
+        let tx = bind_tx.clone();
+        let pod = pod_ref(pod);
+        tokio::spawn(async move {
+            let result = api
+                .create_subresource::<_, serde_json::Value>(
+                    "binding",
+                    &name,
+                    &PostParams::default(),
+                    &binding,
+                )
+                .await
+                .map(drop);
+            let _ = tx.send(BindResult {
+                key,
+                pod,
+                node,
+                result,
+            });
+        });
+    }
+
+    fn unschedulable(&mut self, key: &str, message: String) {
+        let Some(pending) = self.queue.get(key) else {
+            return;
+        };
+        debug!(pod = %key, %message, "unschedulable");
+        self.reporter.send(Report::Unschedulable {
+            pod: pod_ref(&pending.pod),
+            condition: report::unschedulable_condition(&pending.pod, &message),
+            message,
+        });
+        self.queue.set_state(
+            key,
+            State::Unschedulable {
+                since: Instant::now(),
+            },
+        );
+    }
+
+    fn bound(&mut self, bound: BindResult) {
+        self.in_flight -= 1;
+        let BindResult {
+            key,
+            pod,
+            node,
+            result,
+        } = bound;
+        let assumed = self.cache.placement(&key).is_some_and(|p| p.assumed);
+        match result {
+            Ok(()) => {
+                self.reporter.send(Report::Scheduled { pod, node });
+                self.queue.set_state(&key, State::Bound);
+            }
+            // Gone, or bound by someone else: the watch has or will have the last word.
+            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {
+                if assumed {
+                    self.cache.forget(&key);
+                }
+                self.queue.remove(&key);
+            }
+            Err(e) => {
+                warn!(pod = %key, %node, error = %e, "binding failed; retrying after back-off");
+                if assumed {
+                    self.cache.forget(&key);
+                }
+                self.queue.back_off(&key, Instant::now());
+            }
+        }
+    }
+}
