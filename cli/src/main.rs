@@ -60,10 +60,15 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // Every TLS client and server in Skiff uses ring; with more than one provider compiled in,
+    // rustls needs the choice made once for the process.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG")
-                .unwrap_or_else(|_| "info".into()),
+                // A joining node fetches the CA once without verifying it (the token pins its hash),
+                // which kube's client reports as a warning on every start.
+                .unwrap_or_else(|_| "info,kube_client::client::tls=error".into()),
         )
         .with_writer(std::io::stderr)
         .init();

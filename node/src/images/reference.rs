@@ -70,6 +70,10 @@ pub(super) fn parse(image: &str) -> Result<Reference, ImageError> {
 /// A registry client for `registry`: plain HTTP for loopback registries and those listed
 /// (as `host` or `host:port`) in `insecure`, HTTPS otherwise.
 pub(super) fn client_config(registry: &str, insecure: &[String]) -> ClientConfig {
+    // The registry client's TLS (reqwest with rustls) takes the process-wide crypto provider;
+    // Skiff uses ring everywhere, so it is installed here before any client exists. An already
+    // installed provider stays.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let protocol = if plain_http_allowed(registry, insecure) {
         ClientProtocol::HttpsExcept(vec![registry.to_string()])
     } else {
