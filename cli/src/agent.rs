@@ -99,5 +99,7 @@ pub async fn run(
         runtimes: runtimes(&data_dir, args.max_pods)?,
         data_dir,
     };
-    skiff_node::run(config, shutdown).await.context("node agent")
+    skiff_node::run(config, shutdown)
+        .await
+        .context("node agent")
 }

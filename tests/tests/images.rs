@@ -67,6 +67,8 @@ async fn push_image(
     manifest_type: &str,
 ) -> String {
     let image: Reference = reference.parse().expect("a valid reference");
+    // Skiff's TLS uses ring; the test's own registry client needs the same process-wide choice.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = Client::new(ClientConfig {
         protocol: ClientProtocol::Http,
         ..Default::default()
@@ -386,6 +388,8 @@ async fn an_index_resolves_to_its_wasm_platform() {
         annotations: None,
     };
     let index_ref = format!("{}/multi:v1", registry.addr());
+    // Skiff's TLS uses ring; the test's own registry client needs the same process-wide choice.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = Client::new(ClientConfig {
         protocol: ClientProtocol::Http,
         ..Default::default()

@@ -76,9 +76,10 @@ fn a_joined_node_runs_pods_placed_by_selector_and_taints() {
     let cluster = Cluster::start();
     cluster.wait_node_ready(LOCAL_NODE, || cluster.server_log());
     let node_b = cluster.join_node("node-b");
-    let hello = registry
+    registry
         .push_wasm(&module("hello"), "samples/hello:v1")
         .expect("pushing hello");
+    let hello = format!("{}/samples/hello:v1", registry.addr());
 
     cluster.kubectl_ok(&["label", "node", "node-b", "disk=ssd"]);
     cluster.kubectl_ok(&["taint", "node", LOCAL_NODE, "dedicated=infra:NoSchedule"]);

@@ -35,9 +35,11 @@ impl Env {
 
     /// Pushes sample `name` and returns its image reference.
     fn image(&self, name: &str) -> String {
+        let repo_tag = format!("samples/{name}:v1");
         self.registry
-            .push_wasm(&module(name), &format!("samples/{name}:v1"))
-            .expect("pushing a sample")
+            .push_wasm(&module(name), &repo_tag)
+            .expect("pushing a sample");
+        format!("{}/{repo_tag}", self.registry.addr())
     }
 
     fn pod(&self, name: &str) -> Value {
@@ -387,8 +389,19 @@ spec:
             Err(format!("{r}\n{s}"))
         }
     });
-    let err = env.cluster.kubectl_err(&["logs", "two"]);
-    assert!(err.contains("a container name must be specified"), "{err}");
+    // kubectl picks the first container itself and says so; the API names the choice.
+    let run = env.cluster.kubectl(&["logs", "two"]);
+    assert!(
+        run.stderr.contains("Defaulted container \"reader\""),
+        "{run}"
+    );
+    let err = env
+        .cluster
+        .kubectl_err(&["get", "--raw", "/api/v1/namespaces/default/pods/two/log"]);
+    assert!(
+        err.contains("a container name must be specified for pod two"),
+        "{err}"
+    );
     let tail = env.logs(&["two", "-c", "reader", "--tail=1"]);
     assert_eq!(tail.trim(), "b=2");
     let stamped = env.logs(&["two", "-c", "reader", "--timestamps"]);

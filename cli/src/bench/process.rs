@@ -82,7 +82,11 @@ pub fn join_node(control: &Server, name: &str, max_pods: u32) -> anyhow::Result<
     let port = free_port()?;
     let token = std::fs::read_to_string(control.dir.join("token"))?;
     let child = Command::new(std::env::current_exe()?)
-        .args(["node", "--server", &format!("https://127.0.0.1:{}", control.port)])
+        .args([
+            "node",
+            "--server",
+            &format!("https://127.0.0.1:{}", control.port),
+        ])
         .args(["--token", token.trim(), "--data-dir"])
         .arg(&dir)
         .args(["--node-name", name, "--node-ip", "127.0.0.1"])

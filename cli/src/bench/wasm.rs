@@ -21,8 +21,8 @@ use serde_json::json;
 use tokio::sync::{Mutex, oneshot};
 
 use super::api::{client_for, wait_ready};
-use super::process::{Server, join_node, start_registry, start_skiff_as};
 use super::percentile_ms;
+use super::process::{Server, join_node, start_registry, start_skiff_as};
 
 #[derive(Debug, Serialize)]
 pub struct WasmReport {
@@ -40,15 +40,30 @@ pub struct WasmReport {
 
 impl WasmReport {
     pub fn print(&self) {
-        println!("Wasm pod start, {} pods one after another (create → Running/Succeeded on a watch):", self.start_pods);
-        println!("  p50 {:.2} ms   p99 {:.2} ms   (target p99 ≤ 20 ms)", self.start_p50_ms, self.start_p99_ms);
-        println!("  plain wasmtime, same module, instantiate + run: {:.0} µs (the floor)", self.raw_wasmtime_run_us);
-        println!("Density: {} sleeping pods Running in {:.1} s", self.density_pods, self.density_seconds);
+        println!(
+            "Wasm pod start, {} pods one after another (create → Running/Succeeded on a watch):",
+            self.start_pods
+        );
+        println!(
+            "  p50 {:.2} ms   p99 {:.2} ms   (target p99 ≤ 20 ms)",
+            self.start_p50_ms, self.start_p99_ms
+        );
+        println!(
+            "  plain wasmtime, same module, instantiate + run: {:.0} µs (the floor)",
+            self.raw_wasmtime_run_us
+        );
+        println!(
+            "Density: {} sleeping pods Running in {:.1} s",
+            self.density_pods, self.density_seconds
+        );
         println!(
             "  node agent RSS {:.1} MiB idle → {:.1} MiB loaded: {:.0} KiB per pod (target ≤ 256 KiB)",
             self.agent_rss_idle_mib, self.agent_rss_loaded_mib, self.rss_per_pod_kib
         );
-        println!("Scheduler: {:.0} binds/s (target ≥ 5,000)", self.binds_per_s);
+        println!(
+            "Scheduler: {:.0} binds/s (target ≥ 5,000)",
+            self.binds_per_s
+        );
     }
 }
 
@@ -75,7 +90,10 @@ fn pod(name: &str, image: &str, restart: &str) -> Pod {
 }
 
 fn phase(p: &Pod) -> &str {
-    p.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("")
+    p.status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or("")
 }
 
 /// Watches `namespace` and reports each pod's first `Running`/`Succeeded`.
@@ -150,7 +168,10 @@ async fn wait_node_ready(client: &kube::Client, name: &str) -> anyhow::Result<()
                 return Ok(());
             }
         }
-        anyhow::ensure!(start.elapsed() < Duration::from_secs(60), "node {name} not Ready within 60 s");
+        anyhow::ensure!(
+            start.elapsed() < Duration::from_secs(60),
+            "node {name} not Ready within 60 s"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -185,7 +206,8 @@ fn raw_wasmtime(module: &Path, runs: usize) -> wasmtime::Result<f64> {
         let instance = pre.instantiate(&mut store)?;
         let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
         if let Err(e) = start.call(&mut store, ())
-            && e.downcast_ref::<wasmtime_wasi::I32Exit>().is_none_or(|x| x.0 != 0)
+            && e.downcast_ref::<wasmtime_wasi::I32Exit>()
+                .is_none_or(|x| x.0 != 0)
         {
             return Err(e);
         }
@@ -199,7 +221,11 @@ pub async fn run(bench: WasmBench) -> anyhow::Result<WasmReport> {
     let hello = bench.samples.join("hello.wasm");
     let sleeper = bench.samples.join("sleeper.wasm");
     for m in [&hello, &sleeper] {
-        anyhow::ensure!(m.exists(), "{} is missing: run samples/wasm/build.sh", m.display());
+        anyhow::ensure!(
+            m.exists(),
+            "{} is missing: run samples/wasm/build.sh",
+            m.display()
+        );
     }
     let registry = start_registry()?;
     let hello_image = format!("127.0.0.1:{}/bench/hello:v1", registry.port);
@@ -219,14 +245,19 @@ pub async fn run(bench: WasmBench) -> anyhow::Result<WasmReport> {
     let pods = namespace(&client, "bench-start").await?;
     let watch = StartWatch::spawn(pods.clone());
     let warm = watch.wait("warm-up").await;
-    pods.create(&PostParams::default(), &pod("warm-up", &hello_image, "Never")).await?;
+    pods.create(
+        &PostParams::default(),
+        &pod("warm-up", &hello_image, "Never"),
+    )
+    .await?;
     tokio::time::timeout(Duration::from_secs(120), warm).await??;
     let mut latencies = Vec::with_capacity(bench.start_pods);
     for i in 0..bench.start_pods {
         let name = format!("hello-{i:05}");
         let started = watch.wait(&name).await;
         let t = Instant::now();
-        pods.create(&PostParams::default(), &pod(&name, &hello_image, "Never")).await?;
+        pods.create(&PostParams::default(), &pod(&name, &hello_image, "Never"))
+            .await?;
         let at = tokio::time::timeout(Duration::from_secs(30), started)
             .await
             .with_context(|| format!("pod {name} did not start within 30 s"))??;
@@ -234,7 +265,8 @@ pub async fn run(bench: WasmBench) -> anyhow::Result<WasmReport> {
     }
     latencies.sort();
     let raw = raw_wasmtime_us(&hello, 1000)?;
-    pods.delete_collection(&DeleteParams::default(), &ListParams::default()).await?;
+    pods.delete_collection(&DeleteParams::default(), &ListParams::default())
+        .await?;
 
     // (2) Density.
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -247,8 +279,11 @@ pub async fn run(bench: WasmBench) -> anyhow::Result<WasmReport> {
             let pods = pods.clone();
             let image = sleeper_image.clone();
             async move {
-                pods.create(&PostParams::default(), &pod(&format!("sleeper-{i:05}"), &image, "Always"))
-                    .await
+                pods.create(
+                    &PostParams::default(),
+                    &pod(&format!("sleeper-{i:05}"), &image, "Always"),
+                )
+                .await
             }
         })
         .buffer_unordered(32)
@@ -273,7 +308,8 @@ pub async fn run(bench: WasmBench) -> anyhow::Result<WasmReport> {
     let control = start_skiff_as("control")?;
     let client = client_for(&control).await?;
     wait_ready(&client).await?;
-    let binds = super::scheduler::binds_per_second(client, bench.sched_nodes, bench.sched_pods).await?;
+    let binds =
+        super::scheduler::binds_per_second(client, bench.sched_nodes, bench.sched_pods).await?;
     drop(registry);
 
     Ok(WasmReport {

@@ -78,6 +78,8 @@ pub struct ContainerState {
     pub waiting: Option<Waiting>,
     pub restart_backoff: Backoff,
     pub pull_backoff: Backoff,
+    /// Why the last pull failed, quoted while its back-off lasts.
+    pub pull_error: Option<String>,
     /// `sha256:…` of the image the current run uses.
     pub image_id: Option<String>,
     /// The runtime handler that runs this container.

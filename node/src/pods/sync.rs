@@ -196,27 +196,21 @@ async fn start(
 
     // The image.
     let cs = state.container(&container.name);
-    if cs
-        .waiting
-        .as_ref()
-        .is_some_and(|w| w.reason == "ErrImagePull" || w.reason == "ImagePullBackOff")
+    if let Some(error) = cs.pull_error.clone()
         && let Some(wait) = cs.pull_backoff.try_now(Instant::now())
     {
-        ctx.events.pod(
-            pod,
-            at,
-            EventType::Normal,
-            "BackOff",
-            format!("Back-off pulling image \"{image}\""),
-        );
-        let message = cs
-            .waiting
-            .as_ref()
-            .and_then(|w| w.message.clone())
-            .unwrap_or_default();
+        if cs.waiting.as_ref().map(|w| w.reason) != Some("ImagePullBackOff") {
+            ctx.events.pod(
+                pod,
+                at,
+                EventType::Normal,
+                "BackOff",
+                format!("Back-off pulling image \"{image}\""),
+            );
+        }
         return Err(hold(
             "ImagePullBackOff",
-            format!("Back-off pulling image \"{image}\": {message}"),
+            format!("Back-off pulling image \"{image}\": {error}"),
             Some(wait),
         ));
     }
@@ -248,6 +242,7 @@ async fn start(
             );
             let cs = state.container(&container.name);
             cs.pull_backoff.try_now(Instant::now());
+            cs.pull_error = Some(format!("{}: {e}", e.reason()));
             return Err(hold(
                 e.reason(),
                 e.to_string(),
@@ -271,7 +266,9 @@ async fn start(
             format!("Container image \"{image}\" already present on machine"),
         ),
     }
-    state.container(&container.name).pull_backoff.reset();
+    let cs = state.container(&container.name);
+    cs.pull_backoff.reset();
+    cs.pull_error = None;
     let artifact = pulled.artifact;
 
     // The runtime.

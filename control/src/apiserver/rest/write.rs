@@ -318,6 +318,23 @@ pub(crate) async fn bind<S: Store>(
         }
         let mut next = old.clone();
         next["spec"]["nodeName"] = Value::String(node.clone());
+        // As Kubernetes' binding storage does: a bound pod is scheduled, replacing any
+        // `Unschedulable` verdict an earlier attempt left.
+        let scheduled = json!({
+            "type": "PodScheduled",
+            "status": "True",
+            "lastProbeTime": null,
+            "lastTransitionTime": chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        });
+        let conditions = next["status"]["conditions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|c| c["type"] != "PodScheduled")
+            .chain(std::iter::once(scheduled))
+            .collect::<Vec<_>>();
+        next["status"]["conditions"] = Value::Array(conditions);
         metadata_mut(&mut next).remove("resourceVersion");
         Ok(next)
     })

@@ -30,7 +30,8 @@ fn read_config(dir: &str) -> std::io::Result<Vec<(String, String)>> {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
         // A kubelet-style ConfigMap volume also holds `..data` links and dot-dirs: skip them.
-        if name.starts_with('.') || !entry.file_type()?.is_file() {
+        // Its keys are symlinks into `..data`, so follow them to see files.
+        if name.starts_with('.') || !std::fs::metadata(entry.path())?.is_file() {
             continue;
         }
         let value = std::fs::read_to_string(entry.path())?;
