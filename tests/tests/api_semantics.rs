@@ -148,7 +148,7 @@ fn lists_are_paginated_with_limit_and_continue() {
 
 #[test]
 fn pods_are_selected_by_their_fields() {
-    let cluster = Cluster::start();
+    let cluster = Cluster::start_control_plane();
     cluster.create("{apiVersion: v1, kind: Pod, metadata: {name: waiting}, spec: {containers: [{name: c, image: busybox}]}}");
     let pending = cluster.kubectl_ok(&[
         "get",
