@@ -78,6 +78,24 @@ fn runtimes(data_dir: &Path, max_pods: u32) -> anyhow::Result<Vec<Arc<dyn PodSan
     Ok(vec![Arc::new(wasm)])
 }
 
+/// Every running container holds its log file open, so a node of thousands of pods needs more
+/// descriptors than the usual soft limit: raise it to the hard limit, as container runtimes do.
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed by pointer.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                tracing::warn!("could not raise the open-files limit");
+            }
+        }
+    }
+}
+
 /// Runs a node agent until `shutdown`.
 pub async fn run(
     server: String,
@@ -87,6 +105,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let token = JoinToken::parse(token)?;
+    raise_open_files_limit();
     let node_ip = args.node_ip.unwrap_or_else(outward_ip);
     let config = NodeConfig {
         server,

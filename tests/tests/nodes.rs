@@ -166,3 +166,31 @@ fn skiff_push_publishes_a_module_that_pods_run() {
     ));
     cluster.wait_pod_phase("pushed", "Succeeded");
 }
+
+#[test]
+fn pods_keep_running_while_the_control_plane_is_away() {
+    let registry = Registry::start().expect("starting the registry");
+    registry
+        .push_wasm(&module("sleeper"), "samples/sleeper:v1")
+        .expect("pushing sleeper");
+    let image = format!("{}/samples/sleeper:v1", registry.addr());
+    let mut cluster = Cluster::start_control_plane();
+    let node = cluster.join_node("node-b");
+    cluster.apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: steady\nspec:\n  containers:\n  - name: app\n    image: {image}\n"
+    ));
+    let before = cluster.wait_pod_phase("steady", "Running");
+    let id = before["status"]["containerStatuses"][0]["containerID"].clone();
+
+    cluster.stop();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    cluster.start_again();
+
+    // The agent rode out the outage: same run, no restart, still Running.
+    let after = cluster.wait_pod_phase("steady", "Running");
+    let status = &after["status"]["containerStatuses"][0];
+    assert_eq!(status["containerID"], id, "{status}\n{}", node.log());
+    assert_eq!(status["restartCount"], 0, "{status}");
+    let logs = cluster.kubectl_ok(&["logs", "steady"]);
+    assert!(logs.contains("sleeping"), "{logs}");
+}

@@ -10,7 +10,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde::Serialize;
 
 use super::percentile_ms;
-use super::process::{Server, start_etcd, start_skiff};
+use super::process::{Server, start_etcd, start_skiff_as};
 
 #[derive(Serialize)]
 pub struct ApiReport {
@@ -120,7 +120,9 @@ where
 }
 
 pub async fn run(count: usize, concurrency: usize, idle_seconds: u64) -> anyhow::Result<ApiReport> {
-    let skiff = start_skiff()?;
+    // The control plane alone: this measures the API server and store (and their idle memory);
+    // `bench wasm` measures the node agent.
+    let skiff = start_skiff_as("control")?;
     let client = client_for(&skiff).await?;
     wait_ready(&client).await?;
     tokio::time::sleep(Duration::from_secs(idle_seconds)).await;

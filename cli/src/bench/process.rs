@@ -46,11 +46,6 @@ fn temp_dir(prefix: &str) -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
-/// Starts this binary's `skiff up` on a fresh data dir and waits for its kubeconfig.
-pub fn start_skiff() -> anyhow::Result<Server> {
-    start_skiff_as("up")
-}
-
 /// Starts this binary as `skiff up` (control plane and a local node, its server on a free port)
 /// or `skiff control` (control plane alone) on a fresh data dir; waits for its kubeconfig.
 pub fn start_skiff_as(command: &str) -> anyhow::Result<Server> {

@@ -72,6 +72,8 @@ pub struct Context {
     pub images: ImageService,
     pub objects: KubeObjects,
     pub events: EventRecorder,
+    /// RuntimeClasses, kept current by a watch: resolving a pod's handler costs no request.
+    pub runtime_classes: reflector::Store<k8s_openapi::api::node::v1::RuntimeClass>,
     pods: Mutex<HashMap<String, Arc<tokio::sync::Mutex<PodState>>>>,
     /// `namespace/name` → UID of the pods this node runs (the log server looks pods up by name).
     names: Mutex<HashMap<(String, String), String>>,
@@ -147,7 +149,16 @@ pub fn context(
     images: ImageService,
 ) -> (Arc<Context>, mpsc::UnboundedReceiver<ObjectRef<Pod>>) {
     let (exits, exit_rx) = mpsc::unbounded_channel();
+    let (runtime_classes, writer) = reflector::store();
+    let classes: Api<k8s_openapi::api::node::v1::RuntimeClass> = Api::all(client.clone());
+    tokio::spawn(
+        watcher(classes, watcher::Config::default())
+            .default_backoff()
+            .reflect(writer)
+            .for_each(|_| async {}),
+    );
     let ctx = Arc::new(Context {
+        runtime_classes,
         objects: KubeObjects::new(client.clone()),
         events: EventRecorder::new(client.clone(), node_name.clone()),
         client,

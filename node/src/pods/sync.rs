@@ -506,6 +506,13 @@ async fn runtime_handler(pod: &Pod, kind: &ArtifactKind, ctx: &Context) -> Resul
         }
         .to_string());
     };
+    if let Some(rc) = ctx
+        .runtime_classes
+        .get(&kube::runtime::reflector::ObjectRef::new(&class))
+    {
+        return Ok(rc.handler.clone());
+    }
+    // Not seen yet (the watch is still starting, or the class is brand new): ask.
     let classes: Api<RuntimeClass> = Api::all(ctx.client.clone());
     match classes.get_opt(&class).await {
         Ok(Some(rc)) => Ok(rc.handler),
