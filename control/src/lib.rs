@@ -95,9 +95,17 @@ impl ControlPlane {
         let kubeconfig = pki::kubeconfig(&pki.ca, &pki.admin, &config.server_url(), "admin");
         pki::write_kubeconfig(&config.kubeconfig_path(), &kubeconfig)?;
 
+        let best_effort_prefixes = skiff_api::registry::all()
+            .iter()
+            .filter(|r| r.kind == "Event")
+            .map(|r| r.key_prefix())
+            .collect();
         let store = Arc::new(RedbStore::open(
             &config.data_dir.join("store.redb"),
-            RedbOptions::default(),
+            RedbOptions {
+                best_effort_prefixes,
+                ..RedbOptions::default()
+            },
         )?);
         let prefixes = skiff_api::registry::all().iter().map(|r| r.key_prefix());
         let watch_cache = WatchCache::start(store.clone(), prefixes, shutdown.clone());

@@ -60,7 +60,7 @@ pub fn start_skiff_as(command: &str) -> anyhow::Result<Server> {
         cmd.args(["--kubelet-port", &free_port()?.to_string()]);
     }
     let child = cmd
-        .env("SKIFF_LOG", "warn")
+        .env("SKIFF_LOG", "warn,kube_client::client::tls=error")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
@@ -87,7 +87,7 @@ pub fn join_node(control: &Server, name: &str, max_pods: u32) -> anyhow::Result<
         .args(["--node-name", name, "--node-ip", "127.0.0.1"])
         .args(["--kubelet-port", &port.to_string()])
         .args(["--max-pods", &max_pods.to_string()])
-        .env("SKIFF_LOG", "warn")
+        .env("SKIFF_LOG", "warn,kube_client::client::tls=error")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()

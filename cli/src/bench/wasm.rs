@@ -264,7 +264,9 @@ pub async fn run(bench: WasmBench) -> anyhow::Result<WasmReport> {
         latencies.push(at.saturating_duration_since(t));
     }
     latencies.sort();
-    let raw = raw_wasmtime_us(&hello, 1000)?;
+    // Plain wasmtime's WASI blocks on its own runtime: run it off this one.
+    let module = hello.clone();
+    let raw = tokio::task::spawn_blocking(move || raw_wasmtime_us(&module, 1000)).await??;
     pods.delete_collection(&DeleteParams::default(), &ListParams::default())
         .await?;
 

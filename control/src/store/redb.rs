@@ -41,6 +41,12 @@ pub struct RedbOptions {
     /// Upper bound of redb's page cache: the operating system's page cache serves the rest,
     /// and a small control plane should stay small.
     pub cache_bytes: usize,
+    /// Keys under these prefixes are best effort: a group holding only such writes commits
+    /// without waiting for the disk (they become durable with the next ordinary commit, and a
+    /// crash may lose the last of them). Kubernetes treats Events this way: they are
+    /// rate-limited, expire, and are dropped under pressure, so they must never make a pod's
+    /// own writes wait for an fsync.
+    pub best_effort_prefixes: Vec<String>,
 }
 
 impl Default for RedbOptions {
@@ -48,6 +54,7 @@ impl Default for RedbOptions {
         Self {
             retained_events: 1_024,
             cache_bytes: 8 * 1024 * 1024,
+            best_effort_prefixes: Vec::new(),
         }
     }
 }
@@ -151,6 +158,7 @@ impl RedbStore {
             revision,
             current.clone(),
             events.clone(),
+            options.best_effort_prefixes.clone(),
         );
         let writer = std::thread::Builder::new()
             .name("skiff-store-writer".into())

@@ -5,7 +5,8 @@
 //! failed check fails only that request and takes no revision), commits once with
 //! `Durability::Immediate`, and only then publishes the events and answers the callers: an
 //! acknowledged write is on disk. One fsync thus serves every concurrent writer, which is what
-//! lets the store keep up with many concurrent API requests on a slow disk.
+//! lets the store keep up with many concurrent API requests on a slow disk. Groups made only of
+//! best-effort keys (Events) skip the fsync; the next ordinary commit carries them to disk.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, mpsc as std_mpsc};
@@ -42,6 +43,8 @@ pub(super) struct Writer {
     revision: u64,
     published: Arc<AtomicU64>,
     events: Arc<Mutex<EventLog>>,
+    /// See `RedbOptions::best_effort_prefixes`.
+    best_effort: Vec<String>,
 }
 
 impl Writer {
@@ -51,6 +54,7 @@ impl Writer {
         revision: u64,
         published: Arc<AtomicU64>,
         events: Arc<Mutex<EventLog>>,
+        best_effort: Vec<String>,
     ) -> Self {
         Self {
             db,
@@ -58,6 +62,7 @@ impl Writer {
             revision,
             published,
             events,
+            best_effort,
         }
     }
 
@@ -118,8 +123,15 @@ impl Writer {
         outcomes: &mut Vec<Result<KeyValue, StoreError>>,
         events: &mut Vec<Event>,
     ) -> Result<u64, ::redb::Error> {
+        let relaxed = writes
+            .iter()
+            .all(|(key, _)| self.best_effort.iter().any(|p| key.starts_with(p.as_str())));
         let mut txn = self.db.begin_write()?;
-        txn.set_durability(Durability::Immediate)?;
+        txn.set_durability(if relaxed {
+            Durability::None
+        } else {
+            Durability::Immediate
+        })?;
         let mut revision = self.revision;
         {
             let mut kv = txn.open_table(KV)?;
