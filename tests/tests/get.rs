@@ -28,7 +28,7 @@ spec:
 
 #[test]
 fn pods_table_has_kubernetes_columns() {
-    let cluster = Cluster::start();
+    let cluster = Cluster::start_control_plane();
     cluster.apply(PODS);
 
     let pods = table(&cluster.kubectl_ok(&["get", "pods"]));

@@ -38,6 +38,10 @@ use scores::Candidate;
 pub const MAX_BINDS_IN_FLIGHT: usize = 128;
 /// Unschedulable pods are retried this often even if nothing seems to have changed.
 const BACKSTOP: Duration = Duration::from_secs(60);
+/// Changes that may let unschedulable pods fit (nodes joining, pods ending) come in bursts: one
+/// retry wave after the burst, rather than one per change, spares thousands of pods from being
+/// tried (and reported unschedulable) against a half-registered cluster.
+const RETRY_COALESCE: Duration = Duration::from_millis(100);
 
 /// Events boxed: a Pod is large, and thousands may wait in the merged stream.
 enum Input {
@@ -90,8 +94,12 @@ pub async fn run(client: Client) {
         retry: false,
     };
     let mut backstop = tokio::time::interval(BACKSTOP);
+    let mut retry_at: Option<Instant> = None;
     loop {
-        let wake = scheduler.queue.next_wake();
+        let wake = match (scheduler.queue.next_wake(), retry_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         tokio::select! {
             input = inputs.next() => {
                 let Some(input) = input else { return };
@@ -107,7 +115,11 @@ pub async fn run(client: Client) {
             _ = backstop.tick() => scheduler.queue.retry_unschedulable(Instant::now(), BACKSTOP),
         }
         let now = Instant::now();
-        if std::mem::take(&mut scheduler.retry) {
+        if std::mem::take(&mut scheduler.retry) && retry_at.is_none() {
+            retry_at = Some(now + RETRY_COALESCE);
+        }
+        if retry_at.is_some_and(|at| at <= now) {
+            retry_at = None;
             scheduler.queue.retry_unschedulable(now, Duration::ZERO);
         }
         scheduler.queue.release_due(now);
