@@ -42,6 +42,9 @@ const BACKSTOP: Duration = Duration::from_secs(60);
 /// retry wave after the burst, rather than one per change, spares thousands of pods from being
 /// tried (and reported unschedulable) against a half-registered cluster.
 const RETRY_COALESCE: Duration = Duration::from_millis(100);
+/// A pod that stays unschedulable has its verdict re-written at most this often: each write is
+/// a pod update and an Event, and a retry storm must not turn into a write storm.
+const REPORT_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Events boxed: a Pod is large, and thousands may wait in the merged stream.
 enum Input {
@@ -346,15 +349,22 @@ impl Scheduler {
     }
 
     fn unschedulable(&mut self, key: &str, message: String) {
-        let Some(pending) = self.queue.get(key) else {
+        let Some(pending) = self.queue.get_mut(key) else {
             return;
         };
         debug!(pod = %key, %message, "unschedulable");
-        self.reporter.send(Report::Unschedulable {
-            pod: pod_ref(&pending.pod),
-            condition: report::unschedulable_condition(&pending.pod, &message),
-            message,
-        });
+        let now = Instant::now();
+        if pending
+            .reported
+            .is_none_or(|at| now.duration_since(at) >= REPORT_INTERVAL)
+        {
+            pending.reported = Some(now);
+            self.reporter.send(Report::Unschedulable {
+                pod: pod_ref(&pending.pod),
+                condition: report::unschedulable_condition(&pending.pod, &message),
+                message,
+            });
+        }
         self.queue.set_state(
             key,
             State::Unschedulable {

@@ -30,6 +30,8 @@ pub struct Pending {
     pub pod: Pod,
     pub state: State,
     pub attempts: u32,
+    /// When its last Unschedulable verdict was written (condition and Event).
+    pub reported: Option<Instant>,
 }
 
 #[derive(Debug, Default)]
@@ -49,6 +51,10 @@ impl Queue {
         self.pending.get(key)
     }
 
+    pub fn get_mut(&mut self, key: &str) -> Option<&mut Pending> {
+        self.pending.get_mut(key)
+    }
+
     /// A pending pod seen on the watch: new ones become active, known ones get the newer object.
     pub fn upsert(&mut self, key: &str, pod: Pod) {
         match self.pending.get_mut(key) {
@@ -60,6 +66,7 @@ impl Queue {
                         pod,
                         state: State::Active,
                         attempts: 0,
+                        reported: None,
                     },
                 );
                 self.active.push_back(key.to_string());
