@@ -129,29 +129,14 @@ fn get(path: &str) -> http::Request<Vec<u8>> {
         .expect("a static request is well formed")
 }
 
-/// The DER certificates in a PEM bundle.
+/// The DER certificates in a PEM bundle (anything unreadable is left out).
 fn pem_certificates(pem: &str) -> Vec<Vec<u8>> {
-    use base64::Engine;
-    let mut certs = Vec::new();
-    let mut body = String::new();
-    let mut inside = false;
-    for line in pem.lines() {
-        match line.trim() {
-            "-----BEGIN CERTIFICATE-----" => {
-                inside = true;
-                body.clear();
-            }
-            "-----END CERTIFICATE-----" => {
-                inside = false;
-                if let Ok(der) = base64::engine::general_purpose::STANDARD.decode(&body) {
-                    certs.push(der);
-                }
-            }
-            l if inside => body.push_str(l),
-            _ => {}
-        }
-    }
-    certs
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    CertificateDer::pem_slice_iter(pem.as_bytes())
+        .filter_map(Result::ok)
+        .map(|der| der.to_vec())
+        .collect()
 }
 
 /// An API client authenticated as the node.

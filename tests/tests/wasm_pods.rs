@@ -76,14 +76,11 @@ fn cpu_time(pid: u32) -> Duration {
     let after = stat.rsplit_once(')').expect("stat has a comm field").1;
     let fields: Vec<&str> = after.split_whitespace().collect();
     let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    let hz = unsafe_free_clock_ticks();
-    Duration::from_secs_f64(ticks as f64 / hz)
+    Duration::from_secs_f64(ticks as f64 / CLOCK_TICKS_PER_SECOND)
 }
 
-/// `sysconf(_SC_CLK_TCK)` is 100 on every Linux we run on.
-fn unsafe_free_clock_ticks() -> f64 {
-    100.0
-}
+/// `sysconf(_SC_CLK_TCK)`: 100 on every Linux we run on.
+const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
 
 /// The share of one core `pid` used over `window`.
 fn cpu_share(pid: u32, window: Duration) -> f64 {

@@ -22,7 +22,7 @@ use tokio::sync::{Mutex, oneshot};
 
 use super::api::{client_for, wait_ready};
 use super::percentile_ms;
-use super::process::{Server, join_node, start_registry, start_skiff_as};
+use super::process::{join_node, start_registry, start_skiff_as};
 
 #[derive(Debug, Serialize)]
 pub struct WasmReport {
@@ -176,10 +176,6 @@ async fn wait_node_ready(client: &kube::Client, name: &str) -> anyhow::Result<()
     }
 }
 
-fn rss_mib(server: &Server) -> anyhow::Result<f64> {
-    server.rss_mib()
-}
-
 /// Plain wasmtime: the module compiled once, then instantiated and run to completion per
 /// iteration with a fresh store and WASI context; the median run in microseconds.
 fn raw_wasmtime_us(module: &Path, runs: usize) -> anyhow::Result<f64> {
@@ -272,7 +268,7 @@ pub async fn run(bench: WasmBench) -> anyhow::Result<WasmReport> {
 
     // (2) Density.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let idle = rss_mib(&node)?;
+    let idle = node.rss_mib()?;
     let pods = namespace(&client, "bench-density").await?;
     let watch = StartWatch::spawn(pods.clone());
     let t = Instant::now();
@@ -302,7 +298,7 @@ pub async fn run(bench: WasmBench) -> anyhow::Result<WasmReport> {
     }
     let density_seconds = t.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let loaded = rss_mib(&node)?;
+    let loaded = node.rss_mib()?;
     drop(node);
     drop(control);
 

@@ -75,8 +75,6 @@ pub struct Context {
     /// RuntimeClasses, kept current by a watch: resolving a pod's handler costs no request.
     pub runtime_classes: reflector::Store<k8s_openapi::api::node::v1::RuntimeClass>,
     pods: Mutex<HashMap<String, Arc<tokio::sync::Mutex<PodState>>>>,
-    /// `namespace/name` → UID of the pods this node runs (the log server looks pods up by name).
-    names: Mutex<HashMap<(String, String), String>>,
     log_index: locate::LogIndex,
     exits: mpsc::UnboundedSender<ObjectRef<Pod>>,
 }
@@ -84,11 +82,6 @@ pub struct Context {
 impl Context {
     fn state_of(&self, pod: &Pod) -> Arc<tokio::sync::Mutex<PodState>> {
         let uid = pod.uid().unwrap_or_default();
-        let key = (pod.namespace().unwrap_or_default(), pod.name_any());
-        self.names
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key, uid.clone());
         self.pods
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -97,27 +90,17 @@ impl Context {
             .clone()
     }
 
-    /// The state of a pod this node runs, by name.
-    pub fn find(&self, namespace: &str, name: &str) -> Option<Arc<tokio::sync::Mutex<PodState>>> {
-        let uid = self
-            .names
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&(namespace.to_string(), name.to_string()))
-            .cloned()?;
+    /// The state of a pod this node runs, by UID.
+    fn state_by_uid(&self, uid: &str) -> Option<Arc<tokio::sync::Mutex<PodState>>> {
         self.pods
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&uid)
+            .get(uid)
             .cloned()
     }
 
     fn forget(&self, uid: &str) -> Option<Arc<tokio::sync::Mutex<PodState>>> {
         self.log_index.remove(uid);
-        self.names
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|_, u| u != uid);
         self.pods
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -171,7 +154,6 @@ pub fn context(
         runtimes,
         images,
         pods: Mutex::new(HashMap::new()),
-        names: Mutex::new(HashMap::new()),
         log_index: locate::LogIndex::default(),
         exits,
     });

@@ -441,7 +441,7 @@ fn watch_exit(
     exited_tx: watch::Sender<bool>,
     ctx: &Context,
 ) {
-    let Some(state) = ctx.find(&pod.namespace().unwrap_or_default(), &pod.name_any()) else {
+    let Some(state) = ctx.state_by_uid(&pod.uid().unwrap_or_default()) else {
         return;
     };
     let reference = kube::runtime::reflector::ObjectRef::from_obj(pod);
