@@ -10,6 +10,9 @@ mod push;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use skiff_control::{ControlPlane, ControlPlaneConfig};
+
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]

@@ -8,6 +8,7 @@ pub mod apiserver;
 mod bootstrap;
 pub mod controllers;
 pub mod join;
+pub mod loopback;
 pub mod pki;
 pub mod scheduler;
 pub mod server;
@@ -39,8 +40,6 @@ pub enum ControlPlaneError {
     Pki(#[from] pki::PkiError),
     #[error(transparent)]
     Serve(#[from] server::ServeError),
-    #[error(transparent)]
-    Controller(#[from] controllers::ControllerError),
     #[error(transparent)]
     KubeletClient(#[from] apiserver::KubeletClientError),
     #[error("bootstrapping cluster objects: {0}")]
@@ -117,19 +116,14 @@ impl ControlPlane {
         bootstrap::run(&api)
             .await
             .map_err(ControlPlaneError::Bootstrap)?;
-        let controller_kubeconfig = pki::kubeconfig(
-            &pki.ca,
-            &pki.controller,
-            &config.server_url(),
-            "skiff-controller",
-        );
         let ca_pem = pki.ca.cert_pem.clone();
+        let router = join::router(join_token.clone(), pki.ca.clone()).merge(api.router());
+        let controllers = loopback::client(router.clone(), loopback::controller_user());
         let serving = tokio::spawn({
-            let router = join::router(join_token.clone(), pki.ca.clone()).merge(api.router());
             let shutdown = shutdown.clone();
             async move { server::serve(listener, &pki, router, shutdown).await }
         });
-        controllers::start(&controller_kubeconfig, &ca_pem, shutdown.clone()).await?;
+        controllers::start(controllers, &ca_pem, shutdown.clone());
         api.set_ready();
         info!(listen = %config.listen, "API server ready");
         on_ready(&config, &join_token);

@@ -46,8 +46,6 @@ pub struct Pki {
     pub ca: CertifiedKey,
     pub serving: CertifiedKey,
     pub admin: CertifiedKey,
-    /// Identity of the control plane's own API clients (controllers).
-    pub controller: CertifiedKey,
     /// The API server's identity towards node agents (proxied logs, exec, port-forward).
     pub kubelet_client: CertifiedKey,
 }
@@ -92,7 +90,6 @@ pub fn load_or_create(dir: &Path, listen: SocketAddr) -> Result<Pki, PkiError> {
         std::fs::write(&admin_cert, &admin.cert_pem).map_err(io_err(&admin_cert))?;
         admin
     };
-    let controller = issue_client(&issuer, "system:skiff-controller", Some("system:masters"))?;
     let kubelet_client = issue_client(
         &issuer,
         "skiff-apiserver-kubelet-client",
@@ -102,7 +99,6 @@ pub fn load_or_create(dir: &Path, listen: SocketAddr) -> Result<Pki, PkiError> {
         ca,
         serving,
         admin,
-        controller,
         kubelet_client,
     })
 }

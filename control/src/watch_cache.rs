@@ -6,7 +6,7 @@
 //! window is refused with [`WatchError::Expired`], which the API server turns into 410.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde_json::Value;
 use tokio::sync::broadcast;
@@ -45,8 +45,26 @@ pub struct CachedEvent {
     pub revision: u64,
     /// The object with `metadata.resourceVersion` set (for deletes: the deleting revision).
     pub object: Value,
-    /// The object before this change, for selector transitions.
-    pub prev: Option<Value>,
+    /// The stored object before this change. Only watchers with selectors look at it (to see
+    /// an object start or stop matching), so it is decoded on first use, not for every event.
+    prev: Option<store::KeyValue>,
+    prev_object: OnceLock<Option<Value>>,
+    json: OnceLock<Vec<u8>>,
+}
+
+impl CachedEvent {
+    /// The object as JSON, encoded once for every watcher that sends it whole.
+    pub fn json(&self) -> &[u8] {
+        self.json
+            .get_or_init(|| serde_json::to_vec(&self.object).unwrap_or_default())
+    }
+
+    /// The object before this change (absent on create).
+    pub fn prev(&self) -> Option<&Value> {
+        self.prev_object
+            .get_or_init(|| self.prev.as_ref().and_then(|p| decode(p, p.mod_revision)))
+            .as_ref()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -152,25 +170,19 @@ fn decode(kv: &store::KeyValue, revision: u64) -> Option<Value> {
 
 fn to_cached(ev: store::Event) -> Option<CachedEvent> {
     let revision = ev.revision();
-    let prev = ev.prev.as_ref().and_then(|p| decode(p, p.mod_revision));
-    match ev.kind {
-        store::EventType::Put => Some(CachedEvent {
-            kind: if ev.prev.is_some() {
-                EventType::Modified
-            } else {
-                EventType::Added
-            },
-            revision,
-            object: decode(&ev.kv, revision)?,
-            prev,
-        }),
-        store::EventType::Delete => Some(CachedEvent {
-            kind: EventType::Deleted,
-            revision,
-            object: decode(&ev.kv, revision)?,
-            prev,
-        }),
-    }
+    let kind = match ev.kind {
+        store::EventType::Put if ev.prev.is_some() => EventType::Modified,
+        store::EventType::Put => EventType::Added,
+        store::EventType::Delete => EventType::Deleted,
+    };
+    Some(CachedEvent {
+        kind,
+        revision,
+        object: decode(&ev.kv, revision)?,
+        prev: ev.prev,
+        prev_object: OnceLock::new(),
+        json: OnceLock::new(),
+    })
 }
 
 async fn feed<S: Store>(

@@ -35,7 +35,7 @@ impl IntoResponse for ErrorResponse {
     }
 }
 
-pub fn json(code: StatusCode, value: &Value) -> Response {
+pub fn json(code: StatusCode, value: &impl serde::Serialize) -> Response {
     let body = serde_json::to_vec(value).unwrap_or_default();
     let mut resp = Response::new(Body::from(body));
     *resp.status_mut() = code;
@@ -138,13 +138,25 @@ pub enum Output {
     Metadata,
 }
 
-/// The `PartialObjectMetadata` of an object.
-pub fn partial_metadata(obj: &Value) -> Value {
-    serde_json::json!({
-        "kind": "PartialObjectMetadata",
-        "apiVersion": "meta.k8s.io/v1",
-        "metadata": obj.get("metadata").cloned().unwrap_or_else(|| serde_json::json!({})),
-    })
+/// The `PartialObjectMetadata` of an object, borrowing its metadata: metadata-only watches (the
+/// garbage collector's, on every resource) encode one per change, and a copy of each would cost
+/// more than the encoding.
+#[derive(serde::Serialize)]
+pub struct PartialObjectMetadata<'a> {
+    kind: &'static str,
+    #[serde(rename = "apiVersion")]
+    api_version: &'static str,
+    metadata: &'a Value,
+}
+
+pub fn partial_metadata(obj: &Value) -> PartialObjectMetadata<'_> {
+    static NO_METADATA: std::sync::LazyLock<Value> =
+        std::sync::LazyLock::new(|| Value::Object(Default::default()));
+    PartialObjectMetadata {
+        kind: "PartialObjectMetadata",
+        api_version: "meta.k8s.io/v1",
+        metadata: obj.get("metadata").unwrap_or(&NO_METADATA),
+    }
 }
 
 /// Picks the first acceptable media type of the `Accept` header, as Kubernetes' negotiation does.

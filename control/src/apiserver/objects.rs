@@ -119,14 +119,27 @@ pub fn spec_equal(a: &Value, b: &Value) -> bool {
 /// True when two versions differ only in server-maintained bookkeeping (managedFields times,
 /// resourceVersion): such a write is skipped, as Kubernetes skips no-op updates.
 pub fn semantically_equal(a: &Value, b: &Value) -> bool {
-    let strip = |v: &Value| -> Value {
-        let mut v = v.clone();
-        let meta = metadata_mut(&mut v);
-        meta.remove("managedFields");
-        meta.remove("resourceVersion");
-        v
+    // Compared in place: this runs on every update, and copies of both objects would cost more
+    // than the comparison.
+    fn relevant(metadata: &Map<String, Value>) -> impl Iterator<Item = (&String, &Value)> {
+        metadata
+            .iter()
+            .filter(|(k, _)| k.as_str() != "managedFields" && k.as_str() != "resourceVersion")
+    }
+    let (Value::Object(a), Value::Object(b)) = (a, b) else {
+        return a == b;
     };
-    strip(a) == strip(b)
+    let metadata_equal = match (a.get("metadata"), b.get("metadata")) {
+        (Some(Value::Object(x)), Some(Value::Object(y))) => {
+            relevant(x).count() == relevant(y).count()
+                && relevant(x).all(|(k, v)| y.get(k) == Some(v))
+        }
+        (x, y) => x == y,
+    };
+    metadata_equal
+        && a.len() == b.len()
+        && a.iter()
+            .all(|(k, v)| k == "metadata" || b.get(k) == Some(v))
 }
 
 /// A name for `generateName`: the prefix plus five random lowercase alphanumerics, as Kubernetes.
@@ -166,6 +179,10 @@ mod tests {
         assert!(semantically_equal(&a, &b));
         let c = json!({"metadata": {"name": "a"}, "data": {"k": "w"}});
         assert!(!semantically_equal(&a, &c));
+        let labelled = json!({"metadata": {"name": "a", "labels": {"x": "y"}}, "data": {"k": "v"}});
+        assert!(!semantically_equal(&a, &labelled) && !semantically_equal(&labelled, &a));
+        let extra = json!({"metadata": {"name": "a"}, "data": {"k": "v"}, "extra": 1});
+        assert!(!semantically_equal(&a, &extra) && !semantically_equal(&extra, &a));
         assert!(spec_equal(
             &json!({"spec": 1, "status": 2}),
             &json!({"spec": 1, "status": 3})

@@ -33,18 +33,28 @@ struct Encoder {
     columns_sent: bool,
 }
 
-/// One line of a watch stream; borrows the object so fanning out costs no copy of it.
-#[derive(serde::Serialize)]
-struct WatchEvent<'a> {
-    #[serde(rename = "type")]
-    kind: &'a str,
-    object: &'a Value,
+/// `{"type":KIND,"object":OBJECT}` and a newline, around an object already encoded. The kinds
+/// (ADDED, MODIFIED, DELETED, BOOKMARK, ERROR) need no escaping.
+fn line(kind: &str, object: &[u8]) -> Bytes {
+    let mut line = Vec::with_capacity(object.len() + kind.len() + 24);
+    line.extend_from_slice(b"{\"type\":\"");
+    line.extend_from_slice(kind.as_bytes());
+    line.extend_from_slice(b"\",\"object\":");
+    line.extend_from_slice(object);
+    line.extend_from_slice(b"}\n");
+    Bytes::from(line)
+}
+
+fn encode(object: &impl serde::Serialize) -> Vec<u8> {
+    serde_json::to_vec(object).unwrap_or_default()
 }
 
 impl Encoder {
     fn event(&mut self, kind: &str, object: &Value) -> Bytes {
-        let transformed = match self.output {
-            Output::Metadata if kind != "ERROR" => Some(super::codec::partial_metadata(object)),
+        match self.output {
+            Output::Metadata if kind != "ERROR" => {
+                line(kind, &encode(&super::codec::partial_metadata(object)))
+            }
             Output::Table(include) if kind != "BOOKMARK" && kind != "ERROR" => {
                 let rv = objects::meta_str(object, "resourceVersion")
                     .unwrap_or("")
@@ -58,17 +68,18 @@ impl Encoder {
                     chrono::Utc::now(),
                 );
                 self.columns_sent = true;
-                Some(table)
+                line(kind, &encode(&table))
             }
-            _ => None,
-        };
-        let event = WatchEvent {
-            kind,
-            object: transformed.as_ref().unwrap_or(object),
-        };
-        let mut line = serde_json::to_vec(&event).unwrap_or_default();
-        line.push(b'\n');
-        Bytes::from(line)
+            _ => line(kind, &encode(object)),
+        }
+    }
+
+    /// A change from the watch cache: watchers that send whole objects share its one encoding.
+    fn change(&mut self, kind: &str, event: &CachedEvent) -> Bytes {
+        match self.output {
+            Output::Json => line(kind, event.json()),
+            _ => self.event(kind, &event.object),
+        }
     }
 }
 
@@ -83,12 +94,15 @@ fn visible(
     {
         return None;
     }
+    if selectors.is_empty() {
+        return Some(event.kind.as_str());
+    }
     let now = selectors.matches(&event.object);
-    let before = event.prev.as_ref().is_some_and(|p| selectors.matches(p));
+    let before = || event.prev().is_some_and(|p| selectors.matches(p));
     match event.kind {
         EventType::Added => now.then_some("ADDED"),
-        EventType::Deleted => (before || now).then_some("DELETED"),
-        EventType::Modified => match (before, now) {
+        EventType::Deleted => (now || before()).then_some("DELETED"),
+        EventType::Modified => match (before(), now) {
             (true, true) => Some("MODIFIED"),
             (false, true) => Some("ADDED"),
             (true, false) => Some("DELETED"),
@@ -163,7 +177,7 @@ pub(crate) async fn serve<S: Store>(
         }
         for ev in &subscription.replay {
             if let Some(kind) = visible(ev, namespace.as_deref(), &selectors)
-                && !send(encoder.event(kind, &ev.object)).await
+                && !send(encoder.change(kind, ev)).await
             {
                 return;
             }
@@ -187,7 +201,7 @@ pub(crate) async fn serve<S: Store>(
                 ev = live.recv() => match ev {
                     Ok(ev) => {
                         if let Some(kind) = visible(&ev, namespace.as_deref(), &selectors)
-                            && !send(encoder.event(kind, &ev.object)).await
+                            && !send(encoder.change(kind, &ev)).await
                         {
                             return;
                         }

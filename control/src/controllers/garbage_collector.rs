@@ -13,12 +13,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::Client;
-use kube::api::{
-    Api, DeleteParams, DynamicObject, PartialObjectMeta, Patch, PatchParams, PropagationPolicy,
-};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PropagationPolicy};
+use kube::core::DynamicResourceScope;
+use kube::discovery::ApiResource;
 use kube::runtime::watcher::{self, Event};
+use kube::{Client, Resource};
+use serde::{Deserialize, Deserializer};
 use serde_json::json;
 use skiff_api::ResourceInfo;
 use tokio::sync::Notify;
@@ -87,6 +88,80 @@ impl Step {
     }
 }
 
+/// What the collector reads of an object, from a metadata-only watch: the metadata without
+/// `managedFields`, which are most of its bytes and which the collector never looks at, so they
+/// are skipped while parsing rather than decoded for every change of every object.
+#[derive(Debug, Clone)]
+struct Ownership {
+    metadata: ObjectMeta,
+}
+
+impl<'de> Deserialize<'de> for Ownership {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Metadata {
+            name: Option<String>,
+            namespace: Option<String>,
+            uid: Option<String>,
+            resource_version: Option<String>,
+            owner_references: Option<Vec<OwnerReference>>,
+            finalizers: Option<Vec<String>>,
+            deletion_timestamp: Option<Time>,
+        }
+        #[derive(Deserialize)]
+        struct PartialObjectMetadata {
+            metadata: Metadata,
+        }
+        let m = PartialObjectMetadata::deserialize(deserializer)?.metadata;
+        Ok(Ownership {
+            metadata: ObjectMeta {
+                name: m.name,
+                namespace: m.namespace,
+                uid: m.uid,
+                resource_version: m.resource_version,
+                owner_references: m.owner_references,
+                finalizers: m.finalizers,
+                deletion_timestamp: m.deletion_timestamp,
+                ..ObjectMeta::default()
+            },
+        })
+    }
+}
+
+impl Resource for Ownership {
+    type DynamicType = ApiResource;
+    type Scope = DynamicResourceScope;
+
+    fn metadata_api() -> bool {
+        true
+    }
+
+    fn kind(dt: &ApiResource) -> std::borrow::Cow<'_, str> {
+        dt.kind.as_str().into()
+    }
+
+    fn group(dt: &ApiResource) -> std::borrow::Cow<'_, str> {
+        dt.group.as_str().into()
+    }
+
+    fn version(dt: &ApiResource) -> std::borrow::Cow<'_, str> {
+        dt.version.as_str().into()
+    }
+
+    fn plural(dt: &ApiResource) -> std::borrow::Cow<'_, str> {
+        dt.plural.as_str().into()
+    }
+
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
 impl GarbageCollector {
     pub fn new(client: Client) -> Self {
         Self {
@@ -107,8 +182,7 @@ impl GarbageCollector {
                 .unwrap_or_else(|p| p.into_inner())
                 .unsynced
                 .insert(key.clone());
-            let api: Api<PartialObjectMeta<DynamicObject>> =
-                Api::all_with(self.client.clone(), &api_resource(info));
+            let api: Api<Ownership> = Api::all_with(self.client.clone(), &api_resource(info));
             let graph = self.graph.clone();
             let changed = self.changed.clone();
             tokio::spawn(
@@ -242,7 +316,7 @@ fn apply_event(
     graph: &Mutex<Graph>,
     info: &'static ResourceInfo,
     key: &str,
-    ev: Event<PartialObjectMeta<DynamicObject>>,
+    ev: Event<Ownership>,
     listing: &mut HashSet<String>,
 ) {
     let mut graph = graph.lock().unwrap_or_else(|p| p.into_inner());

@@ -1,5 +1,6 @@
-//! Controllers of the control plane. Each is an API client (the `kube` crate) over loopback,
-//! never a store caller, so the same code runs in or out of the API server's process.
+//! Controllers of the control plane. Each is an API client (the `kube` crate), never a store
+//! caller, so the same code runs in or out of the API server's process; inside it, the client
+//! is [`crate::loopback`]'s.
 
 pub mod garbage_collector;
 pub mod namespace;
@@ -7,27 +8,10 @@ pub mod namespace_defaults;
 pub mod node_lifecycle;
 
 use kube::Client;
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::discovery::ApiResource;
 use skiff_api::ResourceInfo;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
-
-#[derive(Debug, thiserror::Error)]
-pub enum ControllerError {
-    #[error("kubeconfig: {0}")]
-    Kubeconfig(#[from] kube::config::KubeconfigError),
-    #[error("API client: {0}")]
-    Client(#[from] kube::Error),
-}
-
-/// A client authenticated as the control plane, from an in-memory kubeconfig.
-pub async fn client(kubeconfig: &str) -> Result<Client, ControllerError> {
-    let kubeconfig = Kubeconfig::from_yaml(kubeconfig)?;
-    let config =
-        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
-    Ok(Client::try_from(config)?)
-}
 
 /// The dynamic-client description of a registry resource.
 pub fn api_resource(info: &ResourceInfo) -> ApiResource {
@@ -56,12 +40,7 @@ fn spawn(
 
 /// Starts every controller and the scheduler; each runs until `shutdown`. `ca_pem` is the cluster CA that
 /// namespaces publish in their `kube-root-ca.crt` ConfigMap.
-pub async fn start(
-    kubeconfig: &str,
-    ca_pem: &str,
-    shutdown: CancellationToken,
-) -> Result<(), ControllerError> {
-    let client = client(kubeconfig).await?;
+pub fn start(client: Client, ca_pem: &str, shutdown: CancellationToken) {
     spawn(
         "garbage-collector",
         shutdown.clone(),
@@ -83,5 +62,4 @@ pub async fn start(
         node_lifecycle::run(client.clone(), node_lifecycle::grace_period_from_env()),
     );
     spawn("scheduler", shutdown, crate::scheduler::run(client));
-    Ok(())
 }

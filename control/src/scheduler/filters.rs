@@ -171,16 +171,22 @@ impl PodFacts {
         pod: &Pod,
         runtime_classes: &HashMap<String, RuntimeClass>,
     ) -> Result<PodFacts, MissingRuntimeClass> {
-        let spec = pod.spec.clone().unwrap_or_default();
+        // Only the fields filters read are copied: a whole PodSpec per attempt would cost more
+        // than the filtering.
+        let spec = pod.spec.as_ref();
         let mut facts = PodFacts {
             requests: pod_requests(pod),
-            node_selector: spec.node_selector.unwrap_or_default(),
+            node_selector: spec
+                .and_then(|s| s.node_selector.clone())
+                .unwrap_or_default(),
             required_terms: spec
-                .affinity
-                .and_then(|a| a.node_affinity)
-                .and_then(|a| a.required_during_scheduling_ignored_during_execution)
-                .map(|s| s.node_selector_terms),
-            tolerations: spec.tolerations.unwrap_or_default(),
+                .and_then(|s| s.affinity.as_ref()?.node_affinity.as_ref())
+                .and_then(|a| {
+                    a.required_during_scheduling_ignored_during_execution
+                        .as_ref()
+                })
+                .map(|s| s.node_selector_terms.clone()),
+            tolerations: spec.and_then(|s| s.tolerations.clone()).unwrap_or_default(),
             runtime_handler: None,
             owner: pod
                 .metadata
@@ -190,10 +196,13 @@ impl PodFacts {
                 .find(|o| o.controller == Some(true))
                 .map(|o| o.uid.clone()),
         };
-        if let Some(name) = spec.runtime_class_name.filter(|n| !n.is_empty()) {
+        if let Some(name) = spec
+            .and_then(|s| s.runtime_class_name.as_deref())
+            .filter(|n| !n.is_empty())
+        {
             let rc = runtime_classes
-                .get(&name)
-                .ok_or(MissingRuntimeClass(name))?;
+                .get(name)
+                .ok_or_else(|| MissingRuntimeClass(name.to_string()))?;
             if let Some(scheduling) = &rc.scheduling {
                 facts
                     .node_selector

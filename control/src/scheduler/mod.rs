@@ -5,7 +5,8 @@
 //! [`cache::Cache`] and the [`queue::Queue`], then ready pods are filtered ([`filters`]) and
 //! scored ([`scores`]) against every node and bound. Binds are pipelined (up to
 //! [`MAX_BINDS_IN_FLIGHT`]) and assumed at once, so the next pod already sees their requests.
-//! Conditions and Events go out through [`report::Reporter`] in the background.
+//! Conditions and Events go out through [`report::Reporter`] in the background, after the binds
+//! in flight.
 
 pub mod cache;
 pub mod filters;
@@ -25,7 +26,7 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Client, ResourceExt};
 use serde_json::json;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tracing::{debug, warn};
 
 use cache::{Cache, Placement};
@@ -85,8 +86,9 @@ pub async fn run(client: Client) {
         watch(&client, |e| Input::RuntimeClass(Box::new(e))),
     ));
     let (bind_tx, mut bind_rx) = mpsc::unbounded_channel();
+    let (binding, binding_rx) = watch::channel(false);
     let mut scheduler = Scheduler {
-        reporter: Reporter::start(client.clone()),
+        reporter: Reporter::start(client.clone(), binding_rx),
         client,
         cache: Cache::default(),
         queue: Queue::default(),
@@ -127,6 +129,8 @@ pub async fn run(client: Client) {
         }
         scheduler.queue.release_due(now);
         scheduler.schedule_ready(&bind_tx);
+        let in_flight = scheduler.in_flight > 0;
+        binding.send_if_modified(|b| std::mem::replace(b, in_flight) != in_flight);
     }
 }
 

@@ -3,6 +3,7 @@
 //! `Normal Scheduled` / `Warning FailedScheduling` (core/v1, from `default-scheduler`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference, Pod};
@@ -11,7 +12,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tracing::{debug, warn};
 
@@ -22,6 +23,10 @@ pub const SCHEDULER_NAME: &str = "default-scheduler";
 const QUEUE: usize = 16 * 1024;
 /// Writes in flight: few, so that binds keep most of the API server.
 const CONCURRENCY: usize = 4;
+/// Reports wait while binds are in flight, for at most this long after they were made: a burst
+/// of binds goes first and its reports follow, while under a steady load they trail by no more
+/// than this. Kubernetes' Events are asynchronous and best effort too.
+const MAX_DEFER: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone)]
 pub enum Report {
@@ -37,26 +42,45 @@ pub enum Report {
     },
 }
 
+/// A report and when it was made (its Event's timestamp, and the end of its deferral).
+struct Queued {
+    report: Report,
+    at: Instant,
+    time: Timestamp,
+}
+
 #[derive(Clone)]
 pub struct Reporter {
-    tx: mpsc::Sender<Report>,
+    tx: mpsc::Sender<Queued>,
 }
 
 impl Reporter {
-    /// Starts the writer; it ends when every `Reporter` clone is dropped.
-    pub fn start(client: Client) -> Reporter {
+    /// Starts the writer; it ends when every `Reporter` clone is dropped. `binding` says whether
+    /// binds are in flight.
+    pub fn start(client: Client, binding: watch::Receiver<bool>) -> Reporter {
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(
-            ReceiverStream::new(rx).for_each_concurrent(CONCURRENCY, move |report| {
+        tokio::spawn(ReceiverStream::new(rx).for_each_concurrent(
+            CONCURRENCY,
+            move |queued: Queued| {
                 let client = client.clone();
-                async move { write(client, report).await }
-            }),
-        );
+                let mut binding = binding.clone();
+                async move {
+                    let idle = binding.wait_for(|binding| !*binding);
+                    let _ = tokio::time::timeout_at((queued.at + MAX_DEFER).into(), idle).await;
+                    write(client, queued.report, queued.time).await
+                }
+            },
+        ));
         Reporter { tx }
     }
 
     pub fn send(&self, report: Report) {
-        if self.tx.try_send(report).is_err() {
+        let queued = Queued {
+            report,
+            at: Instant::now(),
+            time: Timestamp::now(),
+        };
+        if self.tx.try_send(queued).is_err() {
             warn!("scheduler report queue full; dropping a status update or event");
         }
     }
@@ -105,7 +129,7 @@ pub fn unschedulable_condition(pod: &Pod, message: &str) -> Option<serde_json::V
     }))
 }
 
-async fn write(client: Client, report: Report) {
+async fn write(client: Client, report: Report, time: Timestamp) {
     let (pod, type_, reason, message) = match report {
         Report::Scheduled { pod, node } => {
             let message = format!(
@@ -127,7 +151,7 @@ async fn write(client: Client, report: Report) {
         }
     };
     let namespace = pod.namespace.clone().unwrap_or_default();
-    let event = event(pod, type_, reason, message);
+    let event = event(pod, type_, reason, message, time);
     if let Err(e) = Api::<Event>::namespaced(client, &namespace)
         .create(&PostParams::default(), &event)
         .await
@@ -161,8 +185,14 @@ fn event_name(pod: &str) -> String {
     format!("{pod}.{:x}", nanos + SEQ.fetch_add(1, Ordering::Relaxed))
 }
 
-fn event(pod: ObjectReference, type_: &str, reason: &str, message: String) -> Event {
-    let now = Time(Timestamp::now());
+fn event(
+    pod: ObjectReference,
+    type_: &str,
+    reason: &str,
+    message: String,
+    time: Timestamp,
+) -> Event {
+    let now = Time(time);
     Event {
         metadata: ObjectMeta {
             name: Some(event_name(pod.name.as_deref().unwrap_or("pod"))),
@@ -231,7 +261,13 @@ mod tests {
         let mut pod = Pod::default();
         pod.metadata.name = Some("web".into());
         pod.metadata.namespace = Some("shop".into());
-        let e = event(pod_ref(&pod), "Normal", "Scheduled", "m".into());
+        let made = Timestamp::from_second(1_700_000_000).expect("a valid time");
+        let e = event(pod_ref(&pod), "Normal", "Scheduled", "m".into(), made);
+        assert_eq!(
+            e.first_timestamp,
+            Some(Time(made)),
+            "stamped when made, not when written"
+        );
         assert!(
             e.metadata
                 .name

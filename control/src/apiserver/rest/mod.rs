@@ -221,6 +221,11 @@ impl Selectors {
         Ok(Self { label, field })
     }
 
+    /// Nothing to filter by: every object matches.
+    pub fn is_empty(&self) -> bool {
+        self.label.is_none() && self.field.is_none()
+    }
+
     pub fn matches(&self, obj: &Value) -> bool {
         let empty = Map::new();
         let labels = objects::metadata(obj)
