@@ -13,6 +13,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use crate::apiserver::objects;
 use crate::store::{self, Store, StoreError};
 
 /// Events kept per resource for clients resuming a watch (Kubernetes' default is 100; clients
@@ -38,25 +39,45 @@ impl EventType {
     }
 }
 
-/// One change of one object, decoded once for every subscriber.
+/// One change of one object, shared by every subscriber. Most watchers send the object as it
+/// is, so it is kept as JSON (its resourceVersion stamped without a parse) and decoded only for
+/// those that filter by selectors or print Tables, once for all of them.
 #[derive(Debug)]
 pub struct CachedEvent {
     pub kind: EventType,
     pub revision: u64,
     /// The object with `metadata.resourceVersion` set (for deletes: the deleting revision).
-    pub object: Value,
-    /// The stored object before this change. Only watchers with selectors look at it (to see
-    /// an object start or stop matching), so it is decoded on first use, not for every event.
+    stamped: objects::Stamped,
+    object: OnceLock<Value>,
+    /// The stored object before this change, decoded on first use: only watchers with
+    /// selectors look at it (to see an object start or stop matching).
     prev: Option<store::KeyValue>,
     prev_object: OnceLock<Option<Value>>,
-    json: OnceLock<Vec<u8>>,
 }
 
 impl CachedEvent {
-    /// The object as JSON, encoded once for every watcher that sends it whole.
+    /// The object as JSON.
     pub fn json(&self) -> &[u8] {
-        self.json
-            .get_or_init(|| serde_json::to_vec(&self.object).unwrap_or_default())
+        &self.stamped.json
+    }
+
+    /// Its metadata as JSON.
+    pub fn metadata_json(&self) -> &[u8] {
+        &self.stamped.json[self.stamped.metadata.clone()]
+    }
+
+    pub fn namespace(&self) -> Option<&str> {
+        self.stamped.namespace.as_deref()
+    }
+
+    /// The object decoded.
+    pub fn object(&self) -> &Value {
+        self.object.get_or_init(|| {
+            serde_json::from_slice(&self.stamped.json).unwrap_or_else(|e| {
+                warn!(revision = self.revision, error = %e, "cached object does not decode");
+                Value::Null
+            })
+        })
     }
 
     /// The object before this change (absent on create).
@@ -165,7 +186,7 @@ impl WatchCache {
 }
 
 fn decode(kv: &store::KeyValue, revision: u64) -> Option<Value> {
-    crate::apiserver::objects::decode_stored(&kv.value, revision).ok()
+    objects::decode_stored(&kv.value, revision).ok()
 }
 
 fn to_cached(ev: store::Event) -> Option<CachedEvent> {
@@ -175,13 +196,21 @@ fn to_cached(ev: store::Event) -> Option<CachedEvent> {
         store::EventType::Put => EventType::Added,
         store::EventType::Delete => EventType::Deleted,
     };
+    let stamped = match objects::stamp_stored(&ev.kv.value, revision) {
+        Some(stamped) => stamped,
+        // Not what the scan expects: decode it, then stamp its re-encoding.
+        None => {
+            let json = serde_json::to_vec(&decode(&ev.kv, revision)?).ok()?;
+            objects::stamp_stored(&json, revision)?
+        }
+    };
     Some(CachedEvent {
         kind,
         revision,
-        object: decode(&ev.kv, revision)?,
+        stamped,
+        object: OnceLock::new(),
         prev: ev.prev,
         prev_object: OnceLock::new(),
-        json: OnceLock::new(),
     })
 }
 

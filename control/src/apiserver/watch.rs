@@ -74,11 +74,21 @@ impl Encoder {
         }
     }
 
-    /// A change from the watch cache: watchers that send whole objects share its one encoding.
+    /// A change from the watch cache: whole objects and metadata are sent as the cache holds
+    /// them, already encoded.
     fn change(&mut self, kind: &str, event: &CachedEvent) -> Bytes {
         match self.output {
             Output::Json => line(kind, event.json()),
-            _ => self.event(kind, &event.object),
+            Output::Metadata => {
+                let mut object = Vec::with_capacity(event.metadata_json().len() + 64);
+                object.extend_from_slice(
+                    br#"{"kind":"PartialObjectMetadata","apiVersion":"meta.k8s.io/v1","metadata":"#,
+                );
+                object.extend_from_slice(event.metadata_json());
+                object.push(b'}');
+                line(kind, &object)
+            }
+            Output::Table(_) => self.event(kind, event.object()),
         }
     }
 }
@@ -90,14 +100,14 @@ fn visible(
     selectors: &Selectors,
 ) -> Option<&'static str> {
     if let Some(ns) = namespace
-        && objects::meta_str(&event.object, "namespace") != Some(ns)
+        && event.namespace() != Some(ns)
     {
         return None;
     }
     if selectors.is_empty() {
         return Some(event.kind.as_str());
     }
-    let now = selectors.matches(&event.object);
+    let now = selectors.matches(event.object());
     let before = || event.prev().is_some_and(|p| selectors.matches(p));
     match event.kind {
         EventType::Added => now.then_some("ADDED"),
