@@ -100,7 +100,6 @@ struct Window {
     events: VecDeque<Arc<CachedEvent>>,
     /// Every event with a revision above this is in `events` (or still to arrive).
     complete_after: u64,
-    latest: u64,
     sender: broadcast::Sender<Arc<CachedEvent>>,
 }
 
@@ -134,7 +133,6 @@ impl WatchCache {
                 window: Mutex::new(Window {
                     events: VecDeque::with_capacity(64),
                     complete_after: start,
-                    latest: start,
                     sender,
                 }),
             });
@@ -175,13 +173,6 @@ impl WatchCache {
             replay,
             live: window.sender.subscribe(),
         })
-    }
-
-    /// The newest revision this resource's cache has seen (for bookmarks).
-    pub fn latest_revision(&self, prefix: &str) -> Option<u64> {
-        let cache = self.resources.get(prefix)?;
-        let window = cache.window.lock().unwrap_or_else(|p| p.into_inner());
-        Some(window.latest)
     }
 }
 
@@ -225,12 +216,14 @@ async fn feed<S: Store>(
         let mut stream = match store.watch(&prefix, from) {
             Ok(s) => s,
             Err(StoreError::Compacted { .. }) => {
-                // Events were lost: clients resuming from before now must re-list.
+                // Events were lost: clients resuming from before now must re-list, and so must
+                // those watching now (a new sender ends their streams), or they would wait on
+                // past the gap.
                 let now = store.current_revision();
                 let mut window = cache.window.lock().unwrap_or_else(|p| p.into_inner());
                 window.events.clear();
                 window.complete_after = now;
-                window.latest = now;
+                window.sender = broadcast::channel(SUBSCRIBER_BUFFER).0;
                 from = now;
                 continue;
             }
@@ -256,7 +249,6 @@ async fn feed<S: Store>(
             };
             let cached = Arc::new(cached);
             let mut window = cache.window.lock().unwrap_or_else(|p| p.into_inner());
-            window.latest = cached.revision;
             if window.events.len() == WINDOW
                 && let Some(old) = window.events.pop_front()
             {

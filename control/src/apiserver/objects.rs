@@ -71,9 +71,8 @@ pub fn stamp_stored(bytes: &[u8], revision: u64) -> Option<Stamped> {
     if top.at != bytes.len() {
         return None;
     }
-    let key = |k: &std::ops::Range<usize>, name: &[u8]| {
-        bytes.get(k.start + 1..k.end - 1) == Some(name)
-    };
+    let key =
+        |k: &std::ops::Range<usize>, name: &[u8]| bytes.get(k.start + 1..k.end - 1) == Some(name);
     let mut json = Vec::with_capacity(bytes.len() + rv.len() + 32);
     let Some((_, value)) = members.iter().find(|(k, _)| key(k, b"metadata")) else {
         json.extend_from_slice(&bytes[..close]);
@@ -384,7 +383,10 @@ mod tests {
             let metadata: Value = serde_json::from_slice(&stamped.json[stamped.metadata.clone()])
                 .expect("the metadata range is its value");
             assert_eq!(metadata, decoded["metadata"]);
-            assert_eq!(stamped.namespace.as_deref(), meta_str(&decoded, "namespace"));
+            assert_eq!(
+                stamped.namespace.as_deref(),
+                meta_str(&decoded, "namespace")
+            );
         }
         assert!(stamp_stored(b"[1]", 1).is_none());
         assert!(stamp_stored(b"{\"a\":1} x", 1).is_none());

@@ -166,7 +166,6 @@ pub(crate) async fn serve<S: Store>(
         Err(e) => return Err(ApiError::internal(e.to_string())),
     };
     let namespace = rp.namespace.clone();
-    let watch_cache = api.watch_cache.clone();
     tokio::spawn(async move {
         let send = |bytes: Bytes| {
             let tx = tx.clone();
@@ -185,7 +184,13 @@ pub(crate) async fn serve<S: Store>(
                 return;
             }
         }
+        // How far this watch has got through the cache's events, sent or filtered out. A
+        // bookmark must never claim more: a client resuming from it after the watch ends would
+        // skip the events still queued for it (the cache's newest revision can be far ahead of a
+        // watcher behind on a burst).
+        let mut progress = from;
         for ev in &subscription.replay {
+            progress = ev.revision;
             if let Some(kind) = visible(ev, namespace.as_deref(), &selectors)
                 && !send(encoder.change(kind, ev)).await
             {
@@ -202,14 +207,14 @@ pub(crate) async fn serve<S: Store>(
                 _ = &mut deadline => return,
                 _ = tx.closed() => return,
                 _ = ticker.tick(), if bookmarks => {
-                    let rv = watch_cache.latest_revision(&info.key_prefix()).unwrap_or(from);
-                    let mark = json!({"kind": info.kind, "apiVersion": info.api_version(), "metadata": {"resourceVersion": rv.to_string()}});
+                    let mark = json!({"kind": info.kind, "apiVersion": info.api_version(), "metadata": {"resourceVersion": progress.to_string()}});
                     if !send(encoder.event("BOOKMARK", &mark)).await {
                         return;
                     }
                 }
                 ev = live.recv() => match ev {
                     Ok(ev) => {
+                        progress = ev.revision;
                         if let Some(kind) = visible(&ev, namespace.as_deref(), &selectors)
                             && !send(encoder.change(kind, &ev)).await
                         {
