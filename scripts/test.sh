@@ -12,6 +12,9 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 # command -> package providing it.
 declare -A PACKAGES=(
     [curl]=curl
+    # jemalloc, which skiff links, is built from C with make.
+    [cc]=gcc
+    [make]=make
     [etcd]=etcd-server
     [docker-registry]=docker-registry
     [runc]=runc
