@@ -86,25 +86,13 @@ async fn measure(
     pods: usize,
 ) -> anyhow::Result<f64> {
     let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
-    create_all(nodes, |i| {
-        let api = leases.clone();
-        async move {
-            api.create(&PostParams::default(), &lease(run, i)?).await?;
-            Ok(())
-        }
-    })
-    .await
-    .context("creating leases")?;
+    create_each(&leases, nodes, |i| lease(run, i))
+        .await
+        .context("creating leases")?;
     let node_api: Api<Node> = Api::all(client.clone());
-    create_all(nodes, |i| {
-        let api = node_api.clone();
-        async move {
-            api.create(&PostParams::default(), &node(run, i)?).await?;
-            Ok(())
-        }
-    })
-    .await
-    .context("creating nodes")?;
+    create_each(&node_api, nodes, |i| node(run, i))
+        .await
+        .context("creating nodes")?;
 
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}});
@@ -113,15 +101,9 @@ async fn measure(
         .await
         .with_context(|| format!("creating namespace {namespace}"))?;
     let pod_api: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    create_all(pods, |i| {
-        let api = pod_api.clone();
-        async move {
-            api.create(&PostParams::default(), &pod(run, i)?).await?;
-            Ok(())
-        }
-    })
-    .await
-    .context("creating pods")?;
+    create_each(&pod_api, pods, |i| pod(run, i))
+        .await
+        .context("creating pods")?;
     let resource_version = wait_all_attempted(&pod_api, pods).await?;
     // Past the scheduler's 1 s back-off after a failed attempt (a long-standing backlog is), and
     // past the trailing FailedScheduling events.
@@ -206,13 +188,23 @@ async fn wait_all_attempted(api: &Api<Pod>, pods: usize) -> anyhow::Result<Strin
     }
 }
 
-async fn create_all<F, Fut>(count: usize, op: F) -> anyhow::Result<()>
+/// Creates `count` objects, `make(i)` for each index, `CONCURRENCY` at a time.
+async fn create_each<K>(
+    api: &Api<K>,
+    count: usize,
+    make: impl Fn(usize) -> anyhow::Result<K>,
+) -> anyhow::Result<()>
 where
-    F: Fn(usize) -> Fut,
-    Fut: Future<Output = anyhow::Result<()>>,
+    K: Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
 {
     futures::stream::iter(0..count)
-        .map(op)
+        .map(|i| {
+            let object = make(i);
+            async move {
+                api.create(&PostParams::default(), &object?).await?;
+                Ok(())
+            }
+        })
         .buffer_unordered(CONCURRENCY)
         .try_collect::<()>()
         .await

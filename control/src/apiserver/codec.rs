@@ -149,6 +149,17 @@ pub struct PartialObjectMetadata<'a> {
     metadata: &'a Value,
 }
 
+/// The same `PartialObjectMetadata`, around metadata already encoded as JSON (the watch cache's).
+pub fn partial_metadata_json(metadata: &[u8]) -> Vec<u8> {
+    let mut object = Vec::with_capacity(metadata.len() + 80);
+    object.extend_from_slice(
+        br#"{"kind":"PartialObjectMetadata","apiVersion":"meta.k8s.io/v1","metadata":"#,
+    );
+    object.extend_from_slice(metadata);
+    object.push(b'}');
+    object
+}
+
 pub fn partial_metadata(obj: &Value) -> PartialObjectMetadata<'_> {
     static NO_METADATA: std::sync::LazyLock<Value> =
         std::sync::LazyLock::new(|| Value::Object(Default::default()));
@@ -263,6 +274,16 @@ pub async fn read_body(body: Body) -> Result<bytes::Bytes, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn partial_metadata_is_the_same_from_a_value_or_from_json() {
+        let obj = serde_json::json!({"kind": "Pod", "metadata": {"name": "a", "uid": "u"}});
+        let metadata = serde_json::to_vec(&obj["metadata"]).unwrap();
+        assert_eq!(
+            partial_metadata_json(&metadata),
+            serde_json::to_vec(&partial_metadata(&obj)).unwrap()
+        );
+    }
 
     fn headers(accept: &str) -> HeaderMap {
         let mut h = HeaderMap::new();

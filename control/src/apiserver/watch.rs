@@ -79,15 +79,10 @@ impl Encoder {
     fn change(&mut self, kind: &str, event: &CachedEvent) -> Bytes {
         match self.output {
             Output::Json => line(kind, event.json()),
-            Output::Metadata => {
-                let mut object = Vec::with_capacity(event.metadata_json().len() + 64);
-                object.extend_from_slice(
-                    br#"{"kind":"PartialObjectMetadata","apiVersion":"meta.k8s.io/v1","metadata":"#,
-                );
-                object.extend_from_slice(event.metadata_json());
-                object.push(b'}');
-                line(kind, &object)
-            }
+            Output::Metadata => line(
+                kind,
+                &super::codec::partial_metadata_json(event.metadata_json()),
+            ),
             Output::Table(_) => self.event(kind, event.object()),
         }
     }
