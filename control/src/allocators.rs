@@ -25,7 +25,7 @@ struct InUse {
 async fn in_use<S: Store>(api: &ApiServer<S>, services: &ResourceInfo) -> Result<InUse, ApiError> {
     let page = api
         .store
-        .list(&services.key_prefix(), None, 0)
+        .list(&services.key_prefix(), None, 0, None)
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?;
     let mut used = InUse {

@@ -3,6 +3,7 @@
 //! field selectors, the body size limit, deletecollection, and `kind: List` manifests (which
 //! kubectl validates against `/openapi/v2`).
 
+use base64::Engine;
 use serde_json::Value;
 use skiff_tests::{Cluster, require_tool};
 
@@ -122,16 +123,84 @@ fn lists_are_paginated_with_limit_and_continue() {
         .as_str()
         .expect("a continue token")
         .to_string();
+    let listed_at = page["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Changes between the pages: the rest of the list still shows the state of the first page,
+    // and a watch from the list's resourceVersion delivers them.
+    cluster.kubectl_ok(&["label", "cm", "page-005", "changed=yes"]);
+    cluster.kubectl_ok(&["delete", "cm", "page-006"]);
+    cluster
+        .cmd(&["create", "-f", "-"])
+        .stdin(&config_maps(1, "page").replace("page-000", "page-010"))
+        .ok();
     let rest: Value = serde_json::from_str(&cluster.kubectl_ok(&[
         "get",
         "--raw",
         &format!("/api/v1/namespaces/default/configmaps?labelSelector=batch%3Dpage&limit=10&continue={token}"),
     ]))
     .unwrap();
-    assert_eq!(rest["items"].as_array().unwrap().len(), 4);
+    let names: Vec<&str> = rest["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|cm| cm["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["page-003", "page-004", "page-005", "page-006"],
+        "{rest}"
+    );
+    assert!(
+        rest["items"][2]["metadata"]["labels"]
+            .get("changed")
+            .is_none(),
+        "{rest}"
+    );
+    assert_eq!(rest["metadata"]["resourceVersion"], listed_at.as_str());
     assert!(
         rest["metadata"].get("continue").is_none_or(|c| c == ""),
         "{rest}"
+    );
+    let events = watch_events(
+        &cluster,
+        &format!(
+            "/api/v1/namespaces/default/configmaps?labelSelector=batch%3Dpage&watch=1&resourceVersion={listed_at}&timeoutSeconds=1"
+        ),
+    );
+    let changes: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap(),
+                e["object"]["metadata"]["name"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            ("MODIFIED", "page-005"),
+            ("DELETED", "page-006"),
+            ("ADDED", "page-010")
+        ]
+    );
+
+    // A token whose revision the server no longer holds is refused, not served inconsistently.
+    let stale = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(r#"{"start":"/registry/core/configmaps/default/page-002","rv":1}"#);
+    let err = cluster.kubectl_err(&[
+        "get",
+        "--raw",
+        &format!("/api/v1/namespaces/default/configmaps?limit=2&continue={stale}"),
+    ]);
+    assert!(
+        err.contains(
+            "The provided continue parameter is too old to display a consistent list result"
+        ),
+        "{err}"
     );
     // kubectl follows the tokens itself with --chunk-size.
     let names = cluster.kubectl_ok(&[

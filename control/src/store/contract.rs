@@ -34,7 +34,8 @@ macro_rules! store_contract_tests {
     ($fixture:path) => {
         $crate::store::contract::store_contract_tests!(@cases $fixture, 10_000;
             create_then_get, create_existing_fails, update_checks_revision, delete_semantics,
-            revisions_are_never_reused, list_by_prefix, list_pages, watch_replays_history,
+            revisions_are_never_reused, list_by_prefix, list_pages, list_pages_show_one_revision,
+            watch_replays_history,
             watch_streams_live_events_under_prefix, watch_from_zero_starts_now,
             concurrent_creates_get_distinct_revisions, concurrent_updates_one_wins,
             watch_sees_concurrent_writes_in_order);
@@ -197,7 +198,7 @@ pub(crate) async fn list_by_prefix<S: Store>(store: &Arc<S>) {
         store.create(key, key.as_bytes().to_vec()).await.unwrap();
     }
     let list = store
-        .list("/registry/core/pods/ns1/", None, 0)
+        .list("/registry/core/pods/ns1/", None, 0, None)
         .await
         .unwrap();
     let keys: Vec<_> = list.items.iter().map(|kv| kv.key.as_str()).collect();
@@ -209,9 +210,12 @@ pub(crate) async fn list_by_prefix<S: Store>(store: &Arc<S>) {
     assert!(!list.more);
     assert_eq!(list.revision, store.current_revision());
 
-    let all_pods = store.list("/registry/core/pods/", None, 0).await.unwrap();
+    let all_pods = store
+        .list("/registry/core/pods/", None, 0, None)
+        .await
+        .unwrap();
     assert_eq!(all_pods.items.len(), 4);
-    let none = store.list("/registry/apps/", None, 0).await.unwrap();
+    let none = store.list("/registry/apps/", None, 0, None).await.unwrap();
     assert!(none.items.is_empty() && !none.more);
     assert_eq!(none.revision, store.current_revision());
 }
@@ -231,32 +235,74 @@ pub(crate) async fn list_pages<S: Store>(store: &Arc<S>) {
             .collect()
     };
 
-    let page = store.list(PODS, None, 3).await.unwrap();
+    let page = store.list(PODS, None, 3, None).await.unwrap();
     assert_eq!(
         (names(&page.items), page.more),
         (vec!["p0".into(), "p1".into(), "p2".into()], true)
     );
     let revision = page.revision;
-    let page = store.list(PODS, Some(&pod("p2")), 3).await.unwrap();
+    let page = store.list(PODS, Some(&pod("p2")), 3, None).await.unwrap();
     assert_eq!(
         (names(&page.items), page.more),
         (vec!["p3".into(), "p4".into(), "p5".into()], true)
     );
-    let page = store.list(PODS, Some(&pod("p5")), 3).await.unwrap();
+    let page = store.list(PODS, Some(&pod("p5")), 3, None).await.unwrap();
     assert_eq!(
         (names(&page.items), page.more),
         (vec!["p6".to_owned()], false)
     );
     // A limit that exactly fits the rest leaves nothing more.
-    let page = store.list(PODS, Some(&pod("p3")), 3).await.unwrap();
+    let page = store.list(PODS, Some(&pod("p3")), 3, None).await.unwrap();
     assert_eq!(page.items.len(), 3);
     assert!(!page.more);
     // `start_after` need not exist, and one before the prefix starts at the prefix.
-    let page = store.list(PODS, Some(&pod("p35")), 0).await.unwrap();
+    let page = store.list(PODS, Some(&pod("p35")), 0, None).await.unwrap();
     assert_eq!(names(&page.items), ["p4", "p5", "p6"]);
-    let page = store.list(PODS, Some("/registry/a"), 2).await.unwrap();
+    let page = store
+        .list(PODS, Some("/registry/a"), 2, None)
+        .await
+        .unwrap();
     assert_eq!(names(&page.items), ["p0", "p1"]);
     assert_eq!(revision, store.current_revision());
+}
+
+pub(crate) async fn list_pages_show_one_revision<S: Store>(store: &Arc<S>) {
+    for i in 0..4 {
+        store.create(&pod(&format!("p{i}")), vec![i]).await.unwrap();
+    }
+    let first = store.list(PODS, None, 2, None).await.unwrap();
+    assert!(first.more);
+    let at = first.revision;
+    // Changes after the first page, before and after where it stopped.
+    let p0 = store.get(&pod("p0")).await.unwrap().unwrap();
+    store
+        .update(&pod("p0"), b"new".to_vec(), p0.mod_revision)
+        .await
+        .unwrap();
+    let p2 = store.get(&pod("p2")).await.unwrap().unwrap();
+    store
+        .update(&pod("p2"), b"new".to_vec(), p2.mod_revision)
+        .await
+        .unwrap();
+    store.delete(&pod("p3"), None).await.unwrap();
+    store.create(&pod("p4"), vec![4]).await.unwrap();
+
+    let rest = store
+        .list(PODS, Some(&pod("p1")), 0, Some(at))
+        .await
+        .unwrap();
+    assert_eq!(rest.revision, at);
+    let values: Vec<(&str, &[u8])> = rest
+        .items
+        .iter()
+        .map(|kv| (&kv.key[PODS.len()..], kv.value.as_slice()))
+        .collect();
+    assert_eq!(values, [("p2", &[2u8][..]), ("p3", &[3u8][..])]);
+    // A fresh list shows the changes.
+    let latest = store.list(PODS, Some(&pod("p1")), 0, None).await.unwrap();
+    assert_eq!(latest.revision, store.current_revision());
+    assert_eq!(latest.items.len(), 2);
+    assert_eq!(latest.items[0].value, b"new");
 }
 
 pub(crate) async fn watch_replays_history<S: Store>(store: &Arc<S>) {
@@ -396,7 +442,7 @@ pub(crate) async fn concurrent_creates_get_distinct_revisions<S: Store>(store: &
     assert_eq!(revisions.first(), Some(&(start + 1)));
     assert_eq!(revisions.last(), Some(&(start + total)));
     assert_eq!(store.current_revision(), start + total);
-    let list = store.list(PODS, None, 0).await.unwrap();
+    let list = store.list(PODS, None, 0, None).await.unwrap();
     assert_eq!(list.items.len() as u64, total);
     assert!(list.items.iter().all(|kv| kv.value == kv.key.as_bytes()));
 }

@@ -10,6 +10,11 @@
 //! - `watch(prefix, rev)` delivers, in revision order, every event with revision > `rev` under
 //!   `prefix`, then live events. A `rev` older than the retained window fails with `Compacted`.
 //!   `rev` 0 means "from now": no replay (the API server resolves resourceVersion "0" itself).
+//! - A page cut by `limit` can be continued at its revision for a while after it was read (the
+//!   remaining pages show the state the first one did); after that, or at a revision the store
+//!   cannot read at, `list` fails with `Compacted`. Without this, a client that pages through a
+//!   list and then watches from its revision would miss changes made to the early pages
+//!   meanwhile.
 
 #[cfg(test)]
 mod contract;
@@ -93,12 +98,15 @@ pub trait Store: Send + Sync + 'static {
     fn get(&self, key: &str) -> impl Future<Output = Result<Option<KeyValue>, StoreError>> + Send;
 
     /// Keys under `prefix` in key order, starting after `start_after` (exclusive) when given,
-    /// at most `limit` items when non-zero.
+    /// at most `limit` items when non-zero. Read at the latest revision, or at `revision` when
+    /// given: the revision of an earlier page cut by `limit`, so that every page of one list
+    /// shows the same state.
     fn list(
         &self,
         prefix: &str,
         start_after: Option<&str>,
         limit: usize,
+        revision: Option<u64>,
     ) -> impl Future<Output = Result<ListResult, StoreError>> + Send;
 
     /// Writes a new key; returns its revision.

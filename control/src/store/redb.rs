@@ -14,12 +14,14 @@ mod events;
 mod tests;
 mod writer;
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, mpsc as std_mpsc};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
-use ::redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use ::redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::oneshot;
 use tracing::info;
 
@@ -128,6 +130,7 @@ pub struct RedbStore {
     writer: Option<JoinHandle<()>>,
     revision: Arc<AtomicU64>,
     events: Arc<Mutex<EventLog>>,
+    paged_snapshots: Arc<Mutex<PagedSnapshots>>,
 }
 
 impl RedbStore {
@@ -170,6 +173,7 @@ impl RedbStore {
             writer: Some(writer),
             revision: current,
             events,
+            paged_snapshots: Arc::default(),
         })
     }
 
@@ -240,16 +244,80 @@ fn get_at(db: &Database, key: &str) -> Result<Option<KeyValue>, StoreError> {
         .transpose()
 }
 
+/// Read transactions kept open for paginated lists: redb's MVCC snapshots are what let the next
+/// page show the state the first one did. Each one pins the pages of its revision, so they are
+/// few and short-lived.
+#[derive(Default)]
+struct PagedSnapshots {
+    /// Oldest first.
+    held: VecDeque<(u64, Instant, Arc<ReadTransaction>)>,
+}
+
+/// How long a paginated list can be continued (Kubernetes keeps etcd's history for 5 minutes;
+/// a client reading its pages back to back needs far less).
+const PAGED_SNAPSHOT_TTL: Duration = Duration::from_secs(60);
+/// How many paginated lists can be in progress at different revisions at once.
+const PAGED_SNAPSHOTS: usize = 16;
+
+impl PagedSnapshots {
+    fn get(&mut self, revision: u64) -> Option<Arc<ReadTransaction>> {
+        self.expire();
+        self.held
+            .iter()
+            .find(|(r, _, _)| *r == revision)
+            .map(|(_, _, txn)| txn.clone())
+    }
+
+    fn hold(&mut self, revision: u64, txn: Arc<ReadTransaction>) {
+        self.expire();
+        if self.held.iter().any(|(r, _, _)| *r == revision) {
+            return;
+        }
+        if self.held.len() == PAGED_SNAPSHOTS {
+            self.held.pop_front();
+        }
+        self.held.push_back((revision, Instant::now(), txn));
+    }
+
+    fn expire(&mut self) {
+        while self
+            .held
+            .front()
+            .is_some_and(|(_, at, _)| at.elapsed() > PAGED_SNAPSHOT_TTL)
+        {
+            self.held.pop_front();
+        }
+    }
+}
+
 fn list_at(
     db: &Database,
+    snapshots: &Mutex<PagedSnapshots>,
     prefix: &str,
     start_after: Option<&str>,
     limit: usize,
+    at: Option<u64>,
 ) -> Result<ListResult, StoreError> {
     use std::ops::Bound;
 
-    let txn = db.begin_read().map_err(db_err)?;
+    let held = at.and_then(|revision| {
+        snapshots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(revision)
+    });
+    let txn = match held {
+        Some(txn) => txn,
+        None => Arc::new(db.begin_read().map_err(db_err)?),
+    };
     let revision = read_revision(&txn.open_table(META).map_err(db_err)?)?;
+    // Nothing written since the requested revision also shows its state.
+    if let Some(requested) = at.filter(|r| *r != revision) {
+        return Err(StoreError::Compacted {
+            requested,
+            oldest: revision,
+        });
+    }
     let kv = txn.open_table(KV).map_err(db_err)?;
     let start = match start_after {
         Some(after) if after >= prefix => Bound::Excluded(after),
@@ -274,6 +342,13 @@ fn list_at(
         }
         result.items.push(decode_record(key, record.value())?);
     }
+    drop(kv);
+    if result.more {
+        snapshots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .hold(revision, txn);
+    }
     Ok(result)
 }
 
@@ -293,11 +368,22 @@ impl Store for RedbStore {
         prefix: &str,
         start_after: Option<&str>,
         limit: usize,
+        revision: Option<u64>,
     ) -> Result<ListResult, StoreError> {
         let prefix = prefix.to_owned();
         let start_after = start_after.map(str::to_owned);
-        self.read(move |db| list_at(db, &prefix, start_after.as_deref(), limit))
-            .await
+        let snapshots = self.paged_snapshots.clone();
+        self.read(move |db| {
+            list_at(
+                db,
+                &snapshots,
+                &prefix,
+                start_after.as_deref(),
+                limit,
+                revision,
+            )
+        })
+        .await
     }
 
     async fn create(&self, key: &str, value: Vec<u8>) -> Result<u64, StoreError> {

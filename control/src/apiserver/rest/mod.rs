@@ -243,20 +243,22 @@ fn encode_continue(last_key: &str, revision: u64) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
 }
 
-fn decode_continue(token: &str) -> Result<String, ApiError> {
+/// The key the next page starts after, and the revision every page of the list is read at.
+fn decode_continue(token: &str) -> Result<(String, u64), ApiError> {
     let bad =
         || ApiError::bad_request("continue key is not valid: the continue token is malformed");
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(token)
         .map_err(|_| bad())?;
     let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
-    v.get("start")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-        .ok_or_else(bad)
+    let start = v.get("start").and_then(Value::as_str).ok_or_else(bad)?;
+    let revision = v.get("rv").and_then(Value::as_u64).ok_or_else(bad)?;
+    Ok((start.to_string(), revision))
 }
 
 /// Lists matching objects: the page, the store revision, and the continue token if more follow.
+/// Every page of one list is read at the revision of its first, as Kubernetes serves them, so a
+/// client that pages through and then watches from the list's resourceVersion misses nothing.
 pub(crate) async fn list_objects<S: Store>(
     api: &ApiServer<S>,
     rp: &ResourcePath,
@@ -265,20 +267,30 @@ pub(crate) async fn list_objects<S: Store>(
     continue_token: Option<&str>,
 ) -> Result<(Vec<Value>, u64, Option<String>), ApiError> {
     let prefix = rp.info.list_prefix(rp.namespace.as_deref());
-    let mut start_after = match continue_token {
-        Some(t) if !t.is_empty() => Some(decode_continue(t)?),
-        _ => None,
+    let (mut start_after, mut revision) = match continue_token {
+        Some(t) if !t.is_empty() => {
+            let (start, revision) = decode_continue(t)?;
+            (Some(start), Some(revision))
+        }
+        _ => (None, None),
     };
     let mut items = Vec::new();
-    let mut revision = None;
     loop {
         let want = limit.map(|l| l - items.len()).unwrap_or(0);
-        let page = api
+        let page = match api
             .store
-            .list(&prefix, start_after.as_deref(), want)
+            .list(&prefix, start_after.as_deref(), want, revision)
             .await
-            .map_err(|e| store_error(rp.info, "", e))?;
-        revision.get_or_insert(page.revision);
+        {
+            Err(StoreError::Compacted { .. }) if continue_token.is_some() => {
+                return Err(ApiError::expired(
+                    "The provided continue parameter is too old to display a consistent list \
+                     result. You can start a new list without the continue parameter.",
+                ));
+            }
+            page => page.map_err(|e| store_error(rp.info, "", e))?,
+        };
+        revision = Some(page.revision);
         let last = page.items.last().map(|kv| kv.key.clone());
         for kv in &page.items {
             let obj = decode(kv)?;
@@ -289,10 +301,13 @@ pub(crate) async fn list_objects<S: Store>(
         match (limit, last) {
             (Some(l), Some(last)) if page.more && items.len() < l => start_after = Some(last),
             (Some(_), Some(last)) if page.more => {
-                let rv = revision.unwrap_or(page.revision);
-                return Ok((items, rv, Some(encode_continue(&last, rv))));
+                return Ok((
+                    items,
+                    page.revision,
+                    Some(encode_continue(&last, page.revision)),
+                ));
             }
-            _ => return Ok((items, revision.unwrap_or(page.revision), None)),
+            _ => return Ok((items, page.revision, None)),
         }
     }
 }

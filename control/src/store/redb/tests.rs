@@ -60,7 +60,7 @@ async fn restart_keeps_keys_and_continues_revision() {
         (b"2".as_slice(), 1, 2)
     );
     assert_eq!(store.get(&pod("b")).await.unwrap(), None);
-    assert_eq!(store.list(PODS, None, 0).await.unwrap().revision, 4);
+    assert_eq!(store.list(PODS, None, 0, None).await.unwrap().revision, 4);
 
     // The event window restarts empty at the current revision.
     let err = store.watch(PODS, 3).unwrap_err();
@@ -193,11 +193,48 @@ fn kill9_keeps_every_acknowledged_write() {
         }
         let revision = store.current_revision();
         assert!(revision >= acked.len() as u64);
-        let listed = store.list(PODS, None, 0).await.unwrap().items.len() as u64;
+        let listed = store.list(PODS, None, 0, None).await.unwrap().items.len() as u64;
         assert_eq!(listed, revision, "every committed revision is one create");
         assert_eq!(
             store.create(&pod("after"), vec![]).await.unwrap(),
             revision + 1
         );
     });
+}
+
+#[tokio::test]
+async fn paged_lists_are_kept_at_their_revision_while_few() {
+    let fixture = fixture(1_024).await;
+    let store = &fixture.store;
+    for i in 0..3 {
+        store.create(&pod(&format!("p{i}")), vec![i]).await.unwrap();
+    }
+    let first = store.list(PODS, None, 1, None).await.unwrap();
+    // A revision no page was cut at is not kept, unless nothing was written since.
+    store.create(&pod("x"), vec![]).await.unwrap();
+    store.create(&pod("y"), vec![]).await.unwrap();
+    let unkept = store.list(PODS, None, 0, Some(first.revision + 1)).await;
+    assert!(
+        matches!(unkept, Err(StoreError::Compacted { .. })),
+        "{unkept:?}"
+    );
+    assert!(
+        store
+            .list(PODS, None, 0, Some(store.current_revision()))
+            .await
+            .is_ok()
+    );
+    // The oldest in-progress list is forgotten once PAGED_SNAPSHOTS newer ones are held.
+    for i in 0..PAGED_SNAPSHOTS {
+        store.create(&pod(&format!("q{i}")), vec![]).await.unwrap();
+        assert!(store.list(PODS, None, 1, None).await.unwrap().more);
+        assert!(
+            store
+                .list(PODS, Some(&pod("p0")), 1, Some(first.revision))
+                .await
+                .is_ok()
+                == (i + 1 < PAGED_SNAPSHOTS),
+            "after {i} newer lists"
+        );
+    }
 }
