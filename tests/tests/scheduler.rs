@@ -390,3 +390,56 @@ fn a_node_whose_lease_stops_turns_unknown_and_recovers() {
     });
     assert_eq!(node_of(&cluster, "newcomer"), "edge");
 }
+
+/// What another scheduler does: `POST pods/NAME/binding`, refused once the pod is bound.
+#[test]
+fn a_binding_assigns_a_pod_once() {
+    let cluster = Cluster::start_control_plane();
+    cluster.create("{apiVersion: v1, kind: Pod, metadata: {name: mine}, spec: {schedulerName: my-scheduler, containers: [{name: c, image: busybox}]}}");
+    let uid = cluster.kubectl_ok(&["get", "pod", "mine", "-o", "jsonpath={.metadata.uid}"]);
+    let binding = |node: &str, uid: &str| {
+        let body = json!({"apiVersion": "v1", "kind": "Binding",
+            "metadata": {"name": "mine", "uid": uid},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": node}});
+        let path = cluster.write_file("binding.json", &body.to_string());
+        cluster.kubectl(&[
+            "create",
+            "--raw",
+            "/api/v1/namespaces/default/pods/mine/binding",
+            "-f",
+            path.to_str().unwrap(),
+        ])
+    };
+
+    let wrong_uid = binding("node-a", "not-the-uid");
+    assert!(!wrong_uid.success(), "{wrong_uid}");
+    assert!(
+        wrong_uid
+            .stderr
+            .contains("Precondition failed: UID in precondition"),
+        "{wrong_uid}"
+    );
+    let bound = binding("node-a", &uid);
+    assert!(bound.success(), "{bound}");
+    let pod = cluster.get_json(&["pod", "mine"]);
+    assert_eq!(pod["spec"]["nodeName"], "node-a");
+    let conditions = pod["status"]["conditions"].as_array().unwrap();
+    let scheduled: Vec<_> = conditions
+        .iter()
+        .filter(|c| c["type"] == "PodScheduled")
+        .collect();
+    assert_eq!(scheduled.len(), 1, "{conditions:?}");
+    assert_eq!(scheduled[0]["status"], "True");
+
+    let again = binding("node-b", &uid);
+    assert!(
+        again
+            .stderr
+            .contains("pod mine is already assigned to node \"node-a\""),
+        "{again}"
+    );
+    assert_eq!(
+        cluster.kubectl_ok(&["get", "pod", "mine", "-o", "jsonpath={.spec.nodeName}"]),
+        "node-a"
+    );
+}

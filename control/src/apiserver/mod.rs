@@ -6,6 +6,7 @@ pub mod codec;
 pub mod objects;
 pub mod path;
 pub(crate) mod rest;
+pub mod stored;
 mod watch;
 
 use std::sync::atomic::{AtomicBool, Ordering};

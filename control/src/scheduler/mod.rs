@@ -36,7 +36,7 @@ use report::{Report, Reporter, SCHEDULER_NAME, pod_ref};
 use scores::Candidate;
 
 /// Binds in flight at once: enough to keep the API server's write path full.
-pub const MAX_BINDS_IN_FLIGHT: usize = 128;
+pub const MAX_BINDS_IN_FLIGHT: usize = 512;
 /// Unschedulable pods are retried this often even if nothing seems to have changed.
 const BACKSTOP: Duration = Duration::from_secs(60);
 /// Changes that may let unschedulable pods fit (nodes joining, pods ending) come in bursts: one

@@ -165,12 +165,17 @@ async fn patch_condition(client: &Client, pod: &ObjectReference, condition: serd
     let (Some(namespace), Some(name)) = (pod.namespace.as_deref(), pod.name.as_deref()) else {
         return;
     };
-    let patch = json!({"status": {"conditions": [condition]}});
+    // Only onto the pod as it was when it was found unschedulable: a report that waited must
+    // not mark a pod bound meanwhile as unschedulable.
+    let patch = json!({
+        "metadata": {"resourceVersion": pod.resource_version},
+        "status": {"conditions": [condition]},
+    });
     if let Err(e) = Api::<Pod>::namespaced(client.clone(), namespace)
         .patch_status(name, &PatchParams::default(), &Patch::Strategic(patch))
         .await
     {
-        // The pod may be gone; a live one gets the condition at its next attempt.
+        // The pod may be gone or changed; a live one gets the condition at its next attempt.
         debug!(pod = %format!("{namespace}/{name}"), error = %e, "PodScheduled condition not written");
     }
 }

@@ -17,6 +17,7 @@ use crate::apiserver::ApiServer;
 use crate::apiserver::codec;
 use crate::apiserver::objects::{self, metadata_mut};
 use crate::apiserver::path::ResourcePath;
+use crate::apiserver::stored::{self, BindRefusal};
 use crate::store::{Store, StoreError};
 
 /// Attempts at a read-modify-write before giving up under contention.
@@ -291,7 +292,8 @@ async fn apply<S: Store>(
     .await
 }
 
-/// `POST pods/NAME/binding`: sets `spec.nodeName` of an unbound pod, as the scheduler does.
+/// `POST pods/NAME/binding`: sets `spec.nodeName` of an unbound pod, as the scheduler does. The
+/// pod is changed as stored, without decoding it: binds come in bursts of thousands.
 pub(crate) async fn bind<S: Store>(
     api: &ApiServer<S>,
     rp: &ResourcePath,
@@ -300,7 +302,7 @@ pub(crate) async fn bind<S: Store>(
     binding: Value,
 ) -> Result<Response, ApiError> {
     let info = rp.info;
-    let node = binding["target"]["name"].as_str().unwrap_or("").to_string();
+    let node = binding["target"]["name"].as_str().unwrap_or("");
     if node.is_empty() {
         let binding_info = registry::find("", "v1", "bindings")
             .ok_or_else(|| ApiError::internal("no bindings resource"))?;
@@ -309,36 +311,45 @@ pub(crate) async fn bind<S: Store>(
             vec![FieldError::required("target.name")],
         ));
     }
-    read_modify_write(api, rp, name, opts.dry_run, |old| {
-        if let Some(current) = old["spec"]["nodeName"].as_str().filter(|s| !s.is_empty()) {
-            return Err(ApiError::conflict(
-                &info.object_ref(name),
-                &format!("pod {name} is already assigned to node \"{current}\""),
-            ));
+    let uid = binding["metadata"]["uid"].as_str();
+    let key = info.key(rp.namespace.as_deref().unwrap_or(""), name);
+    let now = objects::now_rfc3339();
+    let mut attempts = 0;
+    loop {
+        let stored = api
+            .store
+            .get(&key)
+            .await
+            .map_err(|e| store_error(info, name, e))?
+            .ok_or_else(|| ApiError::not_found(&info.object_ref(name)))?;
+        let bound = stored::bind_stored(&stored.value, node, uid, &now).map_err(|refusal| {
+            let conflict = |message: String| ApiError::conflict(&info.object_ref(name), &message);
+            match refusal {
+                BindRefusal::AlreadyBound(current) => conflict(format!(
+                    "pod {name} is already assigned to node \"{current}\""
+                )),
+                BindRefusal::Deleting => conflict(format!(
+                    "pod {name} is being deleted, cannot be assigned to a host"
+                )),
+                BindRefusal::UidMismatch { expected, actual } => conflict(format!(
+                    "Precondition failed: UID in precondition: {expected}, UID in object meta: {actual}"
+                )),
+                BindRefusal::Unreadable => {
+                    ApiError::internal(format!("stored pod {key} is not a JSON object"))
+                }
+            }
+        })?;
+        if opts.dry_run {
+            break;
         }
-        let mut next = old.clone();
-        next["spec"]["nodeName"] = Value::String(node.clone());
-        // As Kubernetes' binding storage does: a bound pod is scheduled, replacing any
-        // `Unschedulable` verdict an earlier attempt left.
-        let scheduled = json!({
-            "type": "PodScheduled",
-            "status": "True",
-            "lastProbeTime": null,
-            "lastTransitionTime": chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-        });
-        let conditions = next["status"]["conditions"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|c| c["type"] != "PodScheduled")
-            .chain(std::iter::once(scheduled))
-            .collect::<Vec<_>>();
-        next["status"]["conditions"] = Value::Array(conditions);
-        metadata_mut(&mut next).remove("resourceVersion");
-        Ok(next)
-    })
-    .await?;
+        match api.store.update(&key, bound, stored.mod_revision).await {
+            Err(StoreError::Conflict { .. }) if attempts + 1 < MAX_ATTEMPTS => attempts += 1,
+            other => {
+                other.map_err(|e| store_error(info, name, e))?;
+                break;
+            }
+        }
+    }
     let mut status = Map::new();
     status.insert("kind".into(), "Status".into());
     status.insert("apiVersion".into(), "v1".into());
