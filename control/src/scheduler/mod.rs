@@ -35,7 +35,8 @@ use queue::{Queue, State};
 use report::{Report, Reporter, SCHEDULER_NAME, pod_ref};
 use scores::Candidate;
 
-/// Binds in flight at once: enough to keep the API server's write path full.
+/// Binds in flight at once: enough that each of the store's group commits (one fsync) carries
+/// many, so a burst is bound at the pace of the CPU rather than of the disk.
 pub const MAX_BINDS_IN_FLIGHT: usize = 512;
 /// Unschedulable pods are retried this often even if nothing seems to have changed.
 const BACKSTOP: Duration = Duration::from_secs(60);
