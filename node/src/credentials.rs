@@ -9,10 +9,18 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
+use tower::limit::ConcurrencyLimitLayer;
 use skiff_api::join::{
     CA_CERTS_PATH, JoinToken, NODE_CREDENTIALS_PATH, NodeCredentials, NodeCredentialsRequest,
 };
 use tracing::info;
+
+/// Requests the agent has in flight to the API server at once. kube-rs speaks HTTP/1.1, one
+/// request per connection at a time, so without a cap a burst of pod status writes opens a
+/// connection, and a TLS session on both ends, per write: thousands for a node starting
+/// thousands of pods. The kubelet limits its API client too. A watch holds its slot only until
+/// its response starts.
+const MAX_REQUESTS_IN_FLIGHT: usize = 32;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialsError {
@@ -156,10 +164,15 @@ pub async fn client(
     let kubeconfig = Kubeconfig::from_yaml(&text)?;
     let config =
         kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
-    kube::Client::try_from(config).map_err(|source| CredentialsError::Request {
-        server: server.to_string(),
-        source,
-    })
+    let builder = kube::client::ClientBuilder::try_from(config).map_err(|source| {
+        CredentialsError::Request {
+            server: server.to_string(),
+            source,
+        }
+    })?;
+    Ok(builder
+        .with_layer(&ConcurrencyLimitLayer::new(MAX_REQUESTS_IN_FLIGHT))
+        .build())
 }
 
 fn write_private(path: &Path, contents: &[u8]) -> Result<(), CredentialsError> {
