@@ -9,10 +9,10 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use tower::limit::ConcurrencyLimitLayer;
 use skiff_api::join::{
     CA_CERTS_PATH, JoinToken, NODE_CREDENTIALS_PATH, NodeCredentials, NodeCredentialsRequest,
 };
+use tower::limit::ConcurrencyLimitLayer;
 use tracing::info;
 
 /// Requests the agent has in flight to the API server at once. kube-rs speaks HTTP/1.1, one
