@@ -18,7 +18,7 @@ use oci_client::{Client, Reference};
 use sha2::Digest;
 use skiff_node::images::{ImageService, PullPolicy, PulledImage, auths_from_secrets};
 use skiff_sandbox::ArtifactKind;
-use skiff_tests::Registry;
+use skiff_tests::{Cluster, LOCAL_NODE, Registry, eventually, samples_dir};
 
 /// The smallest valid module, `(module)`.
 const EMPTY_MODULE: &[u8] = b"\0asm\x01\0\0\0";
@@ -565,4 +565,67 @@ fn skiff_push_prints_the_digest() {
         .expect("pull by digest");
     assert_eq!(pulled.artifact.digest, digest);
     assert_eq!(module_of(&pulled), EMPTY_MODULE);
+}
+
+/// The same through a pod, as a user does it: `kubectl create secret docker-registry`, then the
+/// pod's `imagePullSecrets`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_pulls_a_private_image_with_its_pull_secret() {
+    let registry =
+        Registry::start_with_htpasswd("alice", "wonderland").unwrap_or_else(|e| panic!("{e:#}"));
+    let hello = samples_dir().join("wasm/out/hello.wasm");
+    let module = std::fs::read(&hello)
+        .unwrap_or_else(|e| panic!("{}: {e}: run samples/wasm/build.sh", hello.display()));
+    let (config, layers) = wasm_artifact(&module);
+    let image = format!("{}/private/hello:v1", registry.addr());
+    let alice = OciAuth::Basic("alice".into(), "wonderland".into());
+    push_image(&image, &alice, config, layers, OCI_IMAGE_MEDIA_TYPE).await;
+
+    let cluster = Cluster::start();
+    cluster.wait_node_ready(LOCAL_NODE, || cluster.server_log());
+    let pod = |name: &str, secrets: &str| {
+        format!(
+            "{{apiVersion: v1, kind: Pod, metadata: {{name: {name}}}, spec: {{restartPolicy: Never, \
+             runtimeClassName: wasmtime, imagePullSecrets: [{secrets}], \
+             containers: [{{name: app, image: \"{image}\"}}]}}}}"
+        )
+    };
+
+    cluster.apply(&pod("anonymous", ""));
+    let waiting = eventually("the pull refused", || {
+        let status = cluster.get_json(&["pod", "anonymous"]);
+        let waiting = &status["status"]["containerStatuses"][0]["state"]["waiting"];
+        let reason = waiting["reason"].as_str().unwrap_or_default();
+        if reason == "ErrImagePull" || reason == "ImagePullBackOff" {
+            Ok(waiting.clone())
+        } else {
+            Err(status["status"].to_string())
+        }
+    });
+    assert!(
+        waiting["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("unauthorized: authentication required"),
+        "{waiting}"
+    );
+
+    cluster.kubectl_ok(&[
+        "create",
+        "secret",
+        "docker-registry",
+        "regcred",
+        "--docker-server",
+        &registry.addr(),
+        "--docker-username",
+        "alice",
+        "--docker-password",
+        "wonderland",
+    ]);
+    cluster.apply(&pod("private", "{name: regcred}"));
+    cluster.wait_pod_phase("private", "Succeeded");
+    assert_eq!(
+        cluster.kubectl_ok(&["logs", "private"]),
+        "Hello from Skiff!\n"
+    );
 }
