@@ -18,10 +18,9 @@ pub mod watch_cache;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::apiserver::ApiServer;
 use crate::store::{RedbOptions, RedbStore};
@@ -108,8 +107,7 @@ impl ControlPlane {
             },
         )?);
         let prefixes = skiff_api::registry::all().iter().map(|r| r.key_prefix());
-        let history = seconds_from_env(watch_cache::HISTORY_ENV, watch_cache::DEFAULT_HISTORY);
-        let watch_cache = WatchCache::start(store.clone(), prefixes, history, shutdown.clone());
+        let watch_cache = WatchCache::start(store.clone(), prefixes, shutdown.clone());
         let api = ApiServer::new(store, watch_cache);
         api.set_kubelet_client(apiserver::KubeletClient::new(
             &pki.ca.cert_pem,
@@ -134,20 +132,5 @@ impl ControlPlane {
             Err(e) => tracing::error!(error = %e, "API server task failed"),
         }
         Ok(())
-    }
-}
-
-/// A duration tests shorten through the environment, in seconds (`5`, `5s` or `2.5`), else
-/// `default`.
-pub(crate) fn seconds_from_env(name: &str, default: Duration) -> Duration {
-    let Ok(value) = std::env::var(name) else {
-        return default;
-    };
-    match value.trim().trim_end_matches('s').parse::<f64>() {
-        Ok(secs) if secs >= 0.0 && secs.is_finite() => Duration::from_secs_f64(secs),
-        _ => {
-            warn!(%value, ?default, "{name} is not a number of seconds; using the default");
-            default
-        }
     }
 }

@@ -7,7 +7,6 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tokio::sync::broadcast;
@@ -17,18 +16,9 @@ use tracing::{debug, warn};
 use crate::apiserver::{objects, stored};
 use crate::store::{self, Store, StoreError};
 
-/// Events kept per resource for clients resuming a watch: those of the last `history` (see
-/// [`DEFAULT_HISTORY`]), but never fewer than `MIN_WINDOW` nor more than `MAX_WINDOW`. Clients
-/// resuming from older revisions re-list after a 410.
-const MIN_WINDOW: usize = 256;
-const MAX_WINDOW: usize = 16 * 1024;
-/// Kubernetes keeps 75 s of history, growing its cache while events come faster, so that a
-/// client cut off in a burst resumes instead of re-listing everything.
-pub const DEFAULT_HISTORY: Duration = Duration::from_secs(75);
-/// Overrides the history, in seconds: tests use it to reach a 410 without 75 s of changes.
-pub const HISTORY_ENV: &str = "SKIFF_WATCH_CACHE_HISTORY";
-/// How often an idle resource's window gives back events older than the history.
-const TRIM_EVERY: Duration = Duration::from_secs(10);
+/// Events kept per resource for clients resuming a watch (Kubernetes' default is 100; clients
+/// resuming from older revisions re-list after a 410).
+const WINDOW: usize = 256;
 /// Live events buffered per subscriber before it is cut off (it must then re-watch).
 const SUBSCRIBER_BUFFER: usize = 4096;
 
@@ -56,8 +46,6 @@ impl EventType {
 pub struct CachedEvent {
     pub kind: EventType,
     pub revision: u64,
-    /// When the cache received it.
-    at: Instant,
     /// The object with `metadata.resourceVersion` set (for deletes: the deleting revision).
     stamped: stored::Stamped,
     object: OnceLock<Value>,
@@ -113,31 +101,6 @@ struct Window {
     /// Every event with a revision above this is in `events` (or still to arrive).
     complete_after: u64,
     sender: broadcast::Sender<Arc<CachedEvent>>,
-    history: Duration,
-}
-
-impl Window {
-    fn push(&mut self, event: Arc<CachedEvent>) {
-        self.events.push_back(event.clone());
-        self.trim();
-        // No receivers is fine: nobody is watching right now.
-        let _ = self.sender.send(event);
-    }
-
-    /// Drops the events beyond the window's bounds, oldest first.
-    fn trim(&mut self) {
-        while self.events.len() > MAX_WINDOW
-            || (self.events.len() > MIN_WINDOW
-                && self
-                    .events
-                    .front()
-                    .is_some_and(|e| e.at.elapsed() > self.history))
-        {
-            if let Some(old) = self.events.pop_front() {
-                self.complete_after = old.revision;
-            }
-        }
-    }
 }
 
 struct ResourceCache {
@@ -160,7 +123,6 @@ impl WatchCache {
     pub fn start<S: Store>(
         store: Arc<S>,
         prefixes: impl IntoIterator<Item = String>,
-        history: Duration,
         shutdown: CancellationToken,
     ) -> Self {
         let start = store.current_revision();
@@ -172,7 +134,6 @@ impl WatchCache {
                     events: VecDeque::with_capacity(64),
                     complete_after: start,
                     sender,
-                    history,
                 }),
             });
             tokio::spawn(feed(
@@ -237,7 +198,6 @@ fn to_cached(ev: store::Event) -> Option<CachedEvent> {
     Some(CachedEvent {
         kind,
         revision,
-        at: Instant::now(),
         stamped,
         object: OnceLock::new(),
         prev: ev.prev,
@@ -273,14 +233,9 @@ async fn feed<S: Store>(
                 continue;
             }
         };
-        let mut trim = tokio::time::interval(TRIM_EVERY);
         loop {
             let ev = tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = trim.tick() => {
-                    cache.window.lock().unwrap_or_else(|p| p.into_inner()).trim();
-                    continue;
-                }
                 ev = stream.recv() => ev,
             };
             let Some(ev) = ev else {
@@ -292,11 +247,16 @@ async fn feed<S: Store>(
                 warn!(%prefix, revision = from, "undecodable object in store; skipped");
                 continue;
             };
-            cache
-                .window
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(Arc::new(cached));
+            let cached = Arc::new(cached);
+            let mut window = cache.window.lock().unwrap_or_else(|p| p.into_inner());
+            if window.events.len() == WINDOW
+                && let Some(old) = window.events.pop_front()
+            {
+                window.complete_after = old.revision;
+            }
+            window.events.push_back(cached.clone());
+            // No receivers is fine: nobody is watching right now.
+            let _ = window.sender.send(cached);
         }
     }
 }

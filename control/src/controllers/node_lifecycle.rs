@@ -45,7 +45,16 @@ pub enum NodeLifecycleError {
 
 /// The grace period from [`GRACE_PERIOD_ENV`], else [`DEFAULT_GRACE_PERIOD`].
 pub fn grace_period_from_env() -> Duration {
-    crate::seconds_from_env(GRACE_PERIOD_ENV, DEFAULT_GRACE_PERIOD)
+    let Ok(value) = std::env::var(GRACE_PERIOD_ENV) else {
+        return DEFAULT_GRACE_PERIOD;
+    };
+    match value.trim().trim_end_matches('s').parse::<f64>() {
+        Ok(secs) if secs > 0.0 && secs.is_finite() => Duration::from_secs_f64(secs),
+        _ => {
+            warn!(%value, "{GRACE_PERIOD_ENV} is not a number of seconds; using 40 s");
+            DEFAULT_GRACE_PERIOD
+        }
+    }
 }
 
 /// When a Lease's `renewTime` was last seen to change.
