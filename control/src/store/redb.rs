@@ -342,7 +342,6 @@ fn list_at(
         }
         result.items.push(decode_record(key, record.value())?);
     }
-    drop(kv);
     if result.more {
         snapshots
             .lock()
