@@ -4,6 +4,7 @@
 //! A runtime sees a resolved spec, never a Pod: the node has already pulled the image, resolved
 //! env and volumes, chosen the log file and decided restarts. A runtime only knows how to run.
 
+pub mod cgroups;
 pub mod cri_log;
 mod spec;
 
