@@ -49,9 +49,14 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CgroupError + '_ {
 pub enum Hierarchy {
     /// cgroup v2: every controller in one tree, mounted here.
     Unified(PathBuf),
-    /// cgroup v1: each controller's tree and where it is mounted. A hybrid host's v2 mount holds
-    /// no controllers Skiff uses, so it counts as v1.
-    PerController(BTreeMap<String, PathBuf>),
+    /// cgroup v1: where the tree of each controller Skiff sets limits through is mounted, and
+    /// every cgroup mount (other controllers, named hierarchies, a hybrid host's v2 mount): runc
+    /// puts a container in all of them, so a pod is removed from all of them. A hybrid host's v2
+    /// mount holds no controllers Skiff uses, so it counts as v1.
+    PerController {
+        controllers: BTreeMap<String, PathBuf>,
+        mounts: Vec<PathBuf>,
+    },
 }
 
 impl Hierarchy {
@@ -70,7 +75,8 @@ impl Hierarchy {
     /// super options.
     pub fn from_mountinfo(text: &str) -> Result<Self, CgroupError> {
         let mut unified = None;
-        let mut per_controller = BTreeMap::new();
+        let mut controllers = BTreeMap::new();
+        let mut mounts = Vec::new();
         for line in text.lines() {
             let Some((mount, fs)) = line.split_once(" - ") else {
                 continue;
@@ -87,17 +93,22 @@ impl Hierarchy {
                 "cgroup2" if mount_point == "/sys/fs/cgroup" => {
                     unified = Some(PathBuf::from(mount_point));
                 }
+                "cgroup2" => mounts.push(PathBuf::from(mount_point)),
                 "cgroup" => {
                     for controller in options.split(',').filter(|o| CONTROLLERS.contains(o)) {
-                        per_controller.insert(controller.to_string(), PathBuf::from(mount_point));
+                        controllers.insert(controller.to_string(), PathBuf::from(mount_point));
                     }
+                    mounts.push(PathBuf::from(mount_point));
                 }
                 _ => {}
             }
         }
         match unified {
             Some(root) => Ok(Hierarchy::Unified(root)),
-            None if !per_controller.is_empty() => Ok(Hierarchy::PerController(per_controller)),
+            None if !controllers.is_empty() => Ok(Hierarchy::PerController {
+                controllers,
+                mounts,
+            }),
             None => Err(CgroupError::NotMounted),
         }
     }
@@ -148,10 +159,10 @@ impl Cgroup {
     fn dirs(&self) -> Result<Vec<(Option<&'static str>, PathBuf)>, CgroupError> {
         match &self.hierarchy {
             Hierarchy::Unified(root) => Ok(vec![(None, root.join(&self.path))]),
-            Hierarchy::PerController(mounts) => CONTROLLERS
+            Hierarchy::PerController { controllers, .. } => CONTROLLERS
                 .iter()
                 .map(|&controller| {
-                    let mount = mounts
+                    let mount = controllers
                         .get(controller)
                         .ok_or(CgroupError::MissingController { controller })?;
                     Ok((Some(controller), mount.join(&self.path)))
@@ -215,10 +226,12 @@ impl Cgroup {
     pub fn oom_kills(&self) -> Result<u64, CgroupError> {
         let (file, dir) = match &self.hierarchy {
             Hierarchy::Unified(root) => ("memory.events", root.join(&self.path)),
-            Hierarchy::PerController(mounts) => {
-                let mount = mounts.get("memory").ok_or(CgroupError::MissingController {
-                    controller: "memory",
-                })?;
+            Hierarchy::PerController { controllers, .. } => {
+                let mount = controllers
+                    .get("memory")
+                    .ok_or(CgroupError::MissingController {
+                        controller: "memory",
+                    })?;
                 ("memory.oom_control", mount.join(&self.path))
             }
         };
@@ -234,8 +247,12 @@ impl Cgroup {
     /// Removes the cgroup and every cgroup below it (those runc made for containers, and the
     /// empty parents it leaves), deepest first. Gone already is fine.
     pub fn remove(&self) -> Result<(), CgroupError> {
-        for (_, dir) in self.dirs()? {
-            for sub in subdirs_deepest_first(&dir)? {
+        let roots = match &self.hierarchy {
+            Hierarchy::Unified(root) => std::slice::from_ref(root),
+            Hierarchy::PerController { mounts, .. } => mounts.as_slice(),
+        };
+        for root in roots {
+            for sub in subdirs_deepest_first(&root.join(&self.path))? {
                 match std::fs::remove_dir(&sub) {
                     Err(e) if e.kind() != ErrorKind::NotFound => return Err(io(&sub)(e)),
                     _ => {}

@@ -18,11 +18,29 @@ const UNIFIED: &str = "\
 #[test]
 fn the_hierarchy_is_read_from_the_mounts() {
     let v1 = Hierarchy::from_mountinfo(HYBRID).expect("v1");
-    let Hierarchy::PerController(mounts) = v1 else {
+    let Hierarchy::PerController {
+        controllers,
+        mounts,
+    } = v1
+    else {
         panic!("a hybrid host is v1: {v1:?}")
     };
     assert_eq!(
-        mounts,
+        mounts
+            .iter()
+            .map(|m| m.to_str().unwrap())
+            .collect::<Vec<_>>(),
+        [
+            "/sys/fs/cgroup/cpu",
+            "/sys/fs/cgroup/cpuacct",
+            "/sys/fs/cgroup/memory",
+            "/sys/fs/cgroup/pids",
+            "/sys/fs/cgroup/systemd",
+            "/sys/fs/cgroup/unified"
+        ]
+    );
+    assert_eq!(
+        controllers,
         BTreeMap::from([
             ("cpu".to_string(), PathBuf::from("/sys/fs/cgroup/cpu")),
             ("memory".to_string(), PathBuf::from("/sys/fs/cgroup/memory")),
@@ -34,10 +52,10 @@ fn the_hierarchy_is_read_from_the_mounts() {
         "/sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu\n",
         "/sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n",
     );
-    let Ok(Hierarchy::PerController(mounts)) = Hierarchy::from_mountinfo(&joint) else {
+    let Ok(Hierarchy::PerController { controllers, .. }) = Hierarchy::from_mountinfo(&joint) else {
         panic!("v1")
     };
-    assert_eq!(mounts["cpu"], Path::new("/sys/fs/cgroup/cpu,cpuacct"));
+    assert_eq!(controllers["cpu"], Path::new("/sys/fs/cgroup/cpu,cpuacct"));
 
     assert_eq!(
         Hierarchy::from_mountinfo(UNIFIED).expect("v2"),
@@ -79,11 +97,18 @@ const LIMITS: Limits = Limits {
 #[test]
 fn v1_limits_go_to_each_controllers_tree() {
     let root = tempfile::tempdir().unwrap();
-    let mounts: BTreeMap<String, PathBuf> = CONTROLLERS
+    let controllers: BTreeMap<String, PathBuf> = CONTROLLERS
         .iter()
         .map(|c| (c.to_string(), root.path().join(c)))
         .collect();
-    let pod = Cgroup::new(Hierarchy::PerController(mounts), "skiff/pod1");
+    let mounts = controllers.values().cloned().collect();
+    let pod = Cgroup::new(
+        Hierarchy::PerController {
+            controllers,
+            mounts,
+        },
+        "skiff/pod1",
+    );
     pod.create(&LIMITS).unwrap();
     let at = |controller: &str, file: &str| {
         read(root.path().join(controller).join("skiff/pod1").join(file))
@@ -164,12 +189,20 @@ fn a_pod_cgroup_on_the_hosts_own_hierarchy() {
     pod.create(&LIMITS).expect("creating a cgroup (as root)");
     let file = match &hierarchy {
         Hierarchy::Unified(root) => root.join(&path).join("memory.max"),
-        Hierarchy::PerController(mounts) => {
-            mounts["memory"].join(&path).join("memory.limit_in_bytes")
-        }
+        Hierarchy::PerController { controllers, .. } => controllers["memory"]
+            .join(&path)
+            .join("memory.limit_in_bytes"),
     };
     assert_eq!(read(file).trim(), "67108864");
     assert_eq!(pod.oom_kills().unwrap(), 0);
+    // A container's cgroup as runc leaves it: in every hierarchy, below the pod's.
+    let trees = match &hierarchy {
+        Hierarchy::Unified(root) => vec![root.clone()],
+        Hierarchy::PerController { mounts, .. } => mounts.clone(),
+    };
+    for tree in &trees {
+        std::fs::create_dir_all(tree.join(&path).join("ctr")).expect("a container cgroup");
+    }
     Cgroup::new(
         hierarchy.clone(),
         format!("skiff-test-{}", std::process::id()),
@@ -178,7 +211,7 @@ fn a_pod_cgroup_on_the_hosts_own_hierarchy() {
     .expect("removing it");
     let gone = match &hierarchy {
         Hierarchy::Unified(root) => vec![root.join(&path)],
-        Hierarchy::PerController(mounts) => mounts.values().map(|m| m.join(&path)).collect(),
+        Hierarchy::PerController { mounts, .. } => mounts.iter().map(|m| m.join(&path)).collect(),
     };
     assert!(gone.iter().all(|p| !p.exists()), "{gone:?} left behind");
 }
