@@ -155,7 +155,8 @@ impl Cgroup {
         }
     }
 
-    /// Its directory in each tree it lives in (one on v2, one per controller on v1).
+    /// Its directory in each tree it lives in, by controller: one per controller on v1, the one
+    /// (`None`) on v2.
     fn dirs(&self) -> Result<Vec<(Option<&'static str>, PathBuf)>, CgroupError> {
         match &self.hierarchy {
             Hierarchy::Unified(root) => Ok(vec![(None, root.join(&self.path))]),
@@ -195,28 +196,27 @@ impl Cgroup {
         let shares = cpu_shares(limits.cpu_request_milli);
         let quota = limits.cpu_limit_milli.and_then(cpu_quota);
         for (controller, dir) in self.dirs()? {
-            match (&self.hierarchy, controller) {
-                (Hierarchy::Unified(_), _) => {
+            match controller {
+                None => {
                     write(&dir.join("cpu.weight"), &cpu_weight(shares).to_string())?;
-                    let max = quota.map_or("max".to_string(), |q| q.to_string());
+                    let max = or_max(quota);
                     write(&dir.join("cpu.max"), &format!("{max} {QUOTA_PERIOD_US}"))?;
                     write(&dir.join("memory.max"), &or_max(limits.memory_bytes))?;
                     write(&dir.join("pids.max"), &or_max(limits.pids))?;
                 }
-                (_, Some("cpu")) => {
+                Some("cpu") => {
                     write(&dir.join("cpu.shares"), &shares.to_string())?;
                     write(&dir.join("cpu.cfs_period_us"), &QUOTA_PERIOD_US.to_string())?;
                     let quota = quota.map_or("-1".to_string(), |q| q.to_string());
                     write(&dir.join("cpu.cfs_quota_us"), &quota)?;
                 }
-                (_, Some("memory")) => {
+                Some("memory") => {
                     let limit = limits
                         .memory_bytes
                         .map_or("-1".to_string(), |m| m.to_string());
                     write(&dir.join("memory.limit_in_bytes"), &limit)?;
                 }
-                (_, Some(_)) => write(&dir.join("pids.max"), &or_max(limits.pids))?,
-                (_, None) => {}
+                Some(_) => write(&dir.join("pids.max"), &or_max(limits.pids))?,
             }
         }
         Ok(())

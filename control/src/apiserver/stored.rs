@@ -101,11 +101,10 @@ pub fn bind_stored(
             actual,
         });
     }
-    let status = top.member(b"status");
-    let status_object = match &status {
-        Some(s) => Some(Object::at(bytes, s.start).ok_or(BindRefusal::Unreadable)?),
-        None => None,
-    };
+    let status_object = top
+        .member(b"status")
+        .map(|s| Object::at(bytes, s.start).ok_or(BindRefusal::Unreadable))
+        .transpose()?;
     let mut conditions: Vec<Value> = status_object
         .as_ref()
         .and_then(|s| s.member(b"conditions"))
