@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use skiff_api::join::JoinToken;
 use skiff_node::NodeConfig;
+use skiff_runtime_oci::{RuncConfig, RuncSandbox};
 use skiff_runtime_wasm::{WasmtimeConfig, WasmtimeSandbox};
 use skiff_sandbox::PodSandbox;
 use tokio_util::sync::CancellationToken;
@@ -31,6 +32,21 @@ pub struct NodeArgs {
     /// A registry (host or host:port) to pull from over plain HTTP; loopback registries always are.
     #[arg(long = "insecure-registry")]
     pub insecure_registries: Vec<String>,
+    /// Where the CNI plugins are (Debian's containernetworking-plugins package).
+    #[arg(long, default_value = "/usr/lib/cni")]
+    pub cni_bin_dir: PathBuf,
+    /// The Linux bridge pods attach to.
+    #[arg(long, default_value = "skiff0")]
+    pub bridge: String,
+    /// The cgroup, below each hierarchy's root, that pod cgroups go in.
+    #[arg(long, default_value = "skiff")]
+    pub cgroup_root: PathBuf,
+    /// Processes a pod may have at most; 0 for no limit.
+    #[arg(long, default_value_t = 4096)]
+    pub pod_max_pids: u64,
+    /// The runc binary that runs containers.
+    #[arg(long, default_value = "runc")]
+    pub runc: PathBuf,
 }
 
 /// `skiff node`: a node agent joining a running control plane.
@@ -68,14 +84,25 @@ fn outward_ip() -> IpAddr {
         .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
 }
 
-/// The runtimes this build of Skiff runs pods with.
-fn runtimes(data_dir: &Path, max_pods: u32) -> anyhow::Result<Vec<Arc<dyn PodSandbox>>> {
+/// The runtimes this build of Skiff runs pods with. Without runc the node still runs Wasm
+/// pods; container pods then wait with the reason.
+fn runtimes(data_dir: &Path, args: &NodeArgs) -> anyhow::Result<Vec<Arc<dyn PodSandbox>>> {
     let wasm = WasmtimeSandbox::new(WasmtimeConfig {
         cache_dir: data_dir.join("wasm-cache"),
-        max_instances: max_pods,
+        max_instances: args.max_pods,
     })
     .context("starting the wasmtime runtime")?;
-    Ok(vec![Arc::new(wasm)])
+    let mut runtimes: Vec<Arc<dyn PodSandbox>> = vec![Arc::new(wasm)];
+    let shim = std::env::current_exe().context("finding the skiff binary for the shim")?;
+    match RuncSandbox::new(RuncConfig {
+        root: data_dir.join("oci"),
+        runc: args.runc.clone(),
+        shim: vec![shim.into_os_string(), "shim".into()],
+    }) {
+        Ok(runc) => runtimes.push(Arc::new(runc)),
+        Err(e) => tracing::warn!(error = %e, "container pods cannot run on this node"),
+    }
+    Ok(runtimes)
 }
 
 /// Every running container holds its log file open, so a node of thousands of pods needs more
@@ -108,6 +135,7 @@ pub async fn run(
     let token = JoinToken::parse(token)?;
     raise_open_files_limit();
     let node_ip = args.node_ip.unwrap_or_else(outward_ip);
+    let runtimes = runtimes(&data_dir, &args)?;
     let config = NodeConfig {
         server,
         token,
@@ -115,8 +143,12 @@ pub async fn run(
         node_ip,
         listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), args.kubelet_port),
         max_pods: args.max_pods,
+        runtimes,
         insecure_registries: args.insecure_registries,
-        runtimes: runtimes(&data_dir, args.max_pods)?,
+        cni_bin_dir: args.cni_bin_dir,
+        bridge: args.bridge,
+        cgroup_root: args.cgroup_root,
+        pod_max_pids: (args.pod_max_pids > 0).then_some(args.pod_max_pids),
         data_dir,
     };
     skiff_node::run(config, shutdown)

@@ -34,6 +34,9 @@ struct ControlArgs {
     /// Address the API server listens on.
     #[arg(long, default_value = "127.0.0.1:6443")]
     listen: SocketAddr,
+    /// The range pod addresses come from; each node gets a /24 of it.
+    #[arg(long, default_value = skiff_control::controllers::node_ipam::DEFAULT_CLUSTER_CIDR)]
+    cluster_cidr: skiff_control::controllers::node_ipam::ClusterCidr,
 }
 
 #[derive(clap::Args, Clone)]
@@ -59,6 +62,9 @@ enum Command {
     Bench(bench::BenchCommand),
     /// Print the version.
     Version,
+    /// Supervise one container (started by the node agent, not by hand).
+    #[command(hide = true)]
+    Shim { dir: PathBuf },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -88,6 +94,8 @@ fn main() -> anyhow::Result<()> {
             agent::run(args.server, &args.token, args.data_dir, args.node, shutdown).await
         }),
         Command::Push(args) => push::run(args),
+        Command::Shim { dir } => skiff_runtime_oci::shim::run(&dir)
+            .with_context(|| format!("shim for {}", dir.display())),
         Command::Bench(cmd) => bench::run(cmd),
     }
 }
@@ -107,6 +115,7 @@ fn run_control_plane(args: ControlArgs, node: Option<agent::NodeArgs>) -> anyhow
         let shutdown = CancellationToken::new();
         spawn_signal_handler(shutdown.clone());
         let config = ControlPlaneConfig {
+            cluster_cidr: args.cluster_cidr,
             data_dir: args.data_dir,
             listen: args.listen,
         };

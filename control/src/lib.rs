@@ -51,6 +51,8 @@ pub enum ControlPlaneError {
 pub struct ControlPlaneConfig {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
+    /// Where each Node's podCIDR is taken from.
+    pub cluster_cidr: controllers::node_ipam::ClusterCidr,
 }
 
 impl ControlPlaneConfig {
@@ -123,7 +125,7 @@ impl ControlPlane {
             let shutdown = shutdown.clone();
             async move { server::serve(listener, &pki, router, shutdown).await }
         });
-        controllers::start(controllers, &ca_pem, shutdown.clone());
+        controllers::start(controllers, &ca_pem, config.cluster_cidr, shutdown.clone());
         api.set_ready();
         info!(listen = %config.listen, "API server ready");
         on_ready(&config, &join_token);

@@ -10,6 +10,7 @@ pub mod credentials;
 pub mod env;
 pub mod images;
 pub mod logs;
+pub mod network;
 pub mod node_status;
 pub mod objects;
 pub mod pods;
@@ -57,6 +58,14 @@ pub struct NodeConfig {
     pub max_pods: u32,
     pub insecure_registries: Vec<String>,
     pub runtimes: Vec<Arc<dyn PodSandbox>>,
+    /// Where the CNI plugins are (`/usr/lib/cni`).
+    pub cni_bin_dir: PathBuf,
+    /// The bridge pods attach to (`skiff0`).
+    pub bridge: String,
+    /// The node's cgroup, below which pod cgroups go (`skiff`).
+    pub cgroup_root: PathBuf,
+    /// Processes a pod may have at most (the kubelet's `--pod-max-pids`).
+    pub pod_max_pids: Option<u64>,
 }
 
 /// Runs the node agent until `shutdown`.
@@ -121,14 +130,25 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> Result<(), 
         config.insecure_registries.clone(),
     )?;
     let (ctx, exits) = pods::context(
-        client,
+        client.clone(),
         config.node_name.clone(),
         config.node_ip.to_string(),
         (capacity.cpu_millis, capacity.memory_bytes),
         &config.data_dir,
         config.runtimes,
         images,
+        pods::cgroup::PodCgroups::detect(config.cgroup_root.clone(), config.pod_max_pids),
     );
+    let mut network = network::NetworkConfig::new(config.data_dir.join("network"), "");
+    network.cni_bin_dir = config.cni_bin_dir.clone();
+    network.bridge = config.bridge.clone();
+    tokio::spawn(network_when_ready(
+        client,
+        config.node_name.clone(),
+        network,
+        ctx.clone(),
+        shutdown.clone(),
+    ));
     let tls = logs::NodeTls {
         cert_pem: creds.serving_cert_pem.clone(),
         key_pem: creds.serving_key_pem.clone(),
@@ -147,4 +167,51 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> Result<(), 
         Err(e) => warn!(error = %e, "node server task failed"),
     }
     Ok(())
+}
+
+/// Waits for the control plane to give this Node its podCIDR, then sets up the pod network
+/// configuration; pods that need a network wait until then.
+async fn network_when_ready(
+    client: kube::Client,
+    node_name: String,
+    mut config: network::NetworkConfig,
+    ctx: Arc<pods::Context>,
+    shutdown: CancellationToken,
+) {
+    let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client);
+    let mut waited = 0u32;
+    let pod_cidr = loop {
+        let cidr = nodes
+            .get_opt(&node_name)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|n| n.spec?.pod_cidr)
+            .filter(|c| !c.is_empty());
+        if let Some(cidr) = cidr {
+            break cidr;
+        }
+        waited += 1;
+        if waited % 20 == 0 {
+            warn!(node = %node_name, "still waiting for the node's podCIDR");
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    };
+    config.pod_cidr = pod_cidr;
+    let readiness =
+        match tokio::task::spawn_blocking(move || network::PodNetwork::new(config)).await {
+            Ok(Ok(network)) => {
+                info!(pod_cidr = %network.config().pod_cidr, "pod network ready");
+                pods::sandbox::NetworkReadiness::Ready(Arc::new(network))
+            }
+            Ok(Err(e)) => {
+                warn!(error = %e, "pods cannot get a network");
+                pods::sandbox::NetworkReadiness::Failed(e.to_string())
+            }
+            Err(e) => pods::sandbox::NetworkReadiness::Failed(e.to_string()),
+        };
+    ctx.set_network(readiness);
 }

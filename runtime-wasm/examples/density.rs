@@ -67,6 +67,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             ..ResourceLimits::default()
         },
         log_path: dir.path().join(format!("sleeper-{i}.log")),
+        attempt: 0,
+        security: Default::default(),
+        stdin: false,
+        tty: false,
     };
     let start = |i: u32| {
         let sandbox = &sandbox;
@@ -79,6 +83,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     namespace: "default".into(),
                     name: format!("sleeper-{i}"),
                     dir: pod_dir,
+                    ..Default::default()
                 })
                 .await?;
             sandbox.start_container(&id, &spec).await?;

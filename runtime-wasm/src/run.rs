@@ -20,10 +20,6 @@ use crate::error::WasmError;
 use crate::limits::MemoryLimiter;
 use crate::stdio::{LogStream, deny_network};
 
-/// Logs rotate at this size, keeping one previous generation (the kubelet's default
-/// `containerLogMaxSize`).
-const LOG_MAX_BYTES: u64 = 10 << 20;
-
 pub(crate) const EXIT_TRAP: i32 = 134;
 pub(crate) const EXIT_KILLED: i32 = 137;
 
@@ -93,8 +89,8 @@ pub(crate) async fn instantiate(
     prepared: &Prepared,
     spec: &ContainerSpec,
 ) -> Result<Run, WasmError> {
-    let log =
-        LogFile::open(&spec.log_path, LOG_MAX_BYTES).map_err(WasmError::io(&spec.log_path))?;
+    let log = LogFile::open(&spec.log_path, skiff_sandbox::cri_log::MAX_FILE_BYTES)
+        .map_err(WasmError::io(&spec.log_path))?;
     let mut builder = wasi_builder(spec, &log)?;
     let limiter = MemoryLimiter::new(spec.resources.memory_limit_bytes);
     let instantiate_error = |source| WasmError::Instantiate {

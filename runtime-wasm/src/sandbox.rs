@@ -8,7 +8,8 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use skiff_sandbox::{
-    ContainerId, ContainerSpec, ExitStatus, PodSandbox, SandboxError, SandboxId, SandboxSpec,
+    ContainerId, ContainerSpec, ExitStatus, ImageArtifact, PodResources, PodSandbox, SandboxError,
+    SandboxId, SandboxSpec,
 };
 use tokio::sync::{oneshot, watch};
 
@@ -140,6 +141,15 @@ impl PodSandbox for WasmtimeSandbox {
 
     fn version(&self) -> String {
         format!("wasmtime://{WASMTIME_VERSION}")
+    }
+
+    /// Modules run in-process with no sockets, limited by the engine itself: they need
+    /// neither a network namespace nor a cgroup.
+    fn pod_resources(&self, _artifact: &ImageArtifact) -> PodResources {
+        PodResources {
+            network: false,
+            cgroup: false,
+        }
     }
 
     /// Idempotent: creating a sandbox that exists returns it.

@@ -40,6 +40,7 @@ async fn a_spinner_at_100m_uses_a_tenth_of_a_core() {
             namespace: "default".into(),
             name: "cpu-spinner".into(),
             dir: dir.path().to_path_buf(),
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -61,6 +62,10 @@ async fn a_spinner_at_100m_uses_a_tenth_of_a_core() {
             cpu_request_millis: 100,
         },
         log_path: dir.path().join("cpu-spinner.log"),
+        attempt: 0,
+        security: Default::default(),
+        stdin: false,
+        tty: false,
     };
     sandbox.start_container(&id, &spec).await.unwrap();
     // Past compilation and start-up, measure a steady state.

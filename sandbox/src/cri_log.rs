@@ -16,6 +16,10 @@ use chrono::{DateTime, SecondsFormat, Utc};
 /// Entries longer than this are split into `P` entries, as containerd does at 16 KiB.
 pub const MAX_ENTRY: usize = 16 * 1024;
 
+/// Logs rotate at this size, keeping one previous generation (the kubelet's default
+/// `containerLogMaxSize`).
+pub const MAX_FILE_BYTES: u64 = 10 << 20;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stream {
     Stdout,

@@ -12,8 +12,17 @@ use std::time::Duration;
 
 pub use spec::{
     ArtifactKind, ContainerId, ContainerSpec, ExitReason, ExitStatus, ImageArtifact, ImageConfig,
-    Mount, ResourceLimits, SandboxId, SandboxSpec,
+    Mount, ResourceLimits, SandboxId, SandboxSpec, SeccompProfile, SecurityContext,
 };
+
+/// The pod-level resources a container needs ([`PodSandbox::pod_resources`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PodResources {
+    /// The pod's network namespace (and so its IP).
+    pub network: bool,
+    /// The pod's cgroup, for containers that run as processes below it.
+    pub cgroup: bool,
+}
 
 /// What a runtime can fail at. Runtime-specific causes (a wasmtime trap, a runc error) are boxed
 /// into [`SandboxError::Runtime`] so no backend type crosses the seam.
@@ -62,6 +71,16 @@ pub trait PodSandbox: Send + Sync {
     fn handler(&self) -> &'static str;
     /// `nodeInfo.containerRuntimeVersion`, e.g. `wasmtime://48.0.8`.
     fn version(&self) -> String;
+    /// What of the pod's own a container of `artifact` uses: the node makes a pod's network
+    /// namespace and cgroup only once a container needs them, so pods of programs that cannot
+    /// open a socket or run as a process cost neither.
+    fn pod_resources(&self, artifact: &ImageArtifact) -> PodResources {
+        let _ = artifact;
+        PodResources {
+            network: true,
+            cgroup: true,
+        }
+    }
     async fn create(&self, pod: &SandboxSpec) -> Result<SandboxId, SandboxError>;
     async fn start_container(
         &self,

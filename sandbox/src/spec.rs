@@ -25,13 +25,21 @@ impl fmt::Display for ContainerId {
 }
 
 /// The pod-level context a sandbox is created from.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct SandboxSpec {
     pub uid: String,
     pub namespace: String,
     pub name: String,
     /// The pod's own directory on the node; the node has created it.
     pub dir: PathBuf,
+    /// The pod's network namespace (a bind-mounted nsfs file) that every container joins;
+    /// `None` shares the node's (`hostNetwork: true`).
+    pub network_namespace: Option<PathBuf>,
+    /// The pod's cgroup below the hierarchy root (`skiff/burstable/pod<uid>`), which the node
+    /// has created and limited; each container's cgroup goes below it.
+    pub cgroup_parent: Option<PathBuf>,
+    /// The hostname every container of the pod sees.
+    pub hostname: String,
 }
 
 /// A pulled image, as the node's content store holds it.
@@ -99,6 +107,46 @@ pub struct ContainerSpec {
     pub resources: ResourceLimits,
     /// The CRI log file of this run; its directory exists.
     pub log_path: PathBuf,
+    /// How many runs of this container came before this one (CRI's `attempt`): a runtime whose
+    /// containers outlive the agent reports it back when the agent adopts them.
+    pub attempt: u32,
+    pub security: SecurityContext,
+    /// `stdin: true`: the container's stdin stays open for `kubectl attach`.
+    pub stdin: bool,
+    /// `tty: true`: stdout and stderr are one terminal stream.
+    pub tty: bool,
+}
+
+/// A container's `securityContext`, merged over the pod's: what a runtime enforces. A Wasm
+/// runtime, whose modules get no host privileges at all, has nothing here to relax.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SecurityContext {
+    /// `runAsUser`; `None` runs as the image's `User` (root when it names none).
+    pub run_as_user: Option<u32>,
+    /// `runAsGroup`; `None` takes the user's primary group.
+    pub run_as_group: Option<u32>,
+    /// `supplementalGroups` and `fsGroup`, beyond the user's own groups.
+    pub supplemental_groups: Vec<u32>,
+    pub privileged: bool,
+    /// Capability names as Kubernetes spells them (`NET_ADMIN`, or `ALL` to drop every one).
+    pub capabilities_add: Vec<String>,
+    pub capabilities_drop: Vec<String>,
+    pub read_only_root_filesystem: bool,
+    /// `allowPrivilegeEscalation: false`.
+    pub no_new_privileges: bool,
+    pub seccomp: SeccompProfile,
+    /// `procMount: Unmasked`: /proc without the masked and read-only paths.
+    pub unmasked_proc: bool,
+}
+
+/// `seccompProfile`: the kubelet's default is Unconfined.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum SeccompProfile {
+    #[default]
+    Unconfined,
+    RuntimeDefault,
+    /// A profile file on the node, already resolved against the node's seccomp directory.
+    Localhost(PathBuf),
 }
 
 /// Why a run ended, beyond its exit code.

@@ -5,6 +5,7 @@
 pub mod garbage_collector;
 pub mod namespace;
 pub mod namespace_defaults;
+pub mod node_ipam;
 pub mod node_lifecycle;
 
 use kube::Client;
@@ -40,7 +41,12 @@ fn spawn(
 
 /// Starts every controller and the scheduler; each runs until `shutdown`. `ca_pem` is the cluster CA that
 /// namespaces publish in their `kube-root-ca.crt` ConfigMap.
-pub fn start(client: Client, ca_pem: &str, shutdown: CancellationToken) {
+pub fn start(
+    client: Client,
+    ca_pem: &str,
+    cluster_cidr: node_ipam::ClusterCidr,
+    shutdown: CancellationToken,
+) {
     spawn(
         "garbage-collector",
         shutdown.clone(),
@@ -60,6 +66,11 @@ pub fn start(client: Client, ca_pem: &str, shutdown: CancellationToken) {
         "node-lifecycle",
         shutdown.clone(),
         node_lifecycle::run(client.clone(), node_lifecycle::grace_period_from_env()),
+    );
+    spawn(
+        "node-ipam",
+        shutdown.clone(),
+        node_ipam::run(client.clone(), cluster_cidr),
     );
     spawn("scheduler", shutdown, crate::scheduler::run(client));
 }

@@ -4,8 +4,11 @@
 //! or restarts what should run ([`sync`]), stops what is being deleted ([`terminate`]), and posts
 //! the status computed from the state ([`status`]) when it changed.
 
+pub mod cgroup;
 mod events;
 mod locate;
+pub mod sandbox;
+mod security;
 pub mod state;
 pub mod status;
 mod sync;
@@ -13,7 +16,7 @@ mod terminate;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
@@ -74,6 +77,10 @@ pub struct Context {
     pub events: EventRecorder,
     /// RuntimeClasses, kept current by a watch: resolving a pod's handler costs no request.
     pub runtime_classes: reflector::Store<k8s_openapi::api::node::v1::RuntimeClass>,
+    pub cgroups: cgroup::PodCgroups,
+    /// Where `Localhost` seccomp profiles are (the kubelet's `<root>/seccomp`).
+    pub seccomp_dir: PathBuf,
+    network: RwLock<sandbox::NetworkReadiness>,
     pods: Mutex<HashMap<String, Arc<tokio::sync::Mutex<PodState>>>>,
     log_index: locate::LogIndex,
     exits: mpsc::UnboundedSender<ObjectRef<Pod>>,
@@ -114,6 +121,19 @@ impl Context {
             .cloned()
     }
 
+    /// Whether pods can get a network yet.
+    pub fn network(&self) -> sandbox::NetworkReadiness {
+        self.network
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Set once the node's podCIDR is known and its CNI configuration is written (or failed).
+    pub fn set_network(&self, readiness: sandbox::NetworkReadiness) {
+        *self.network.write().unwrap_or_else(|p| p.into_inner()) = readiness;
+    }
+
     /// How many pods this node is running (for the bench and the log).
     pub fn pod_count(&self) -> usize {
         self.pods.lock().unwrap_or_else(|p| p.into_inner()).len()
@@ -130,6 +150,7 @@ pub fn context(
     data_dir: &std::path::Path,
     runtimes: Vec<Arc<dyn PodSandbox>>,
     images: ImageService,
+    cgroups: cgroup::PodCgroups,
 ) -> (Arc<Context>, mpsc::UnboundedReceiver<ObjectRef<Pod>>) {
     let (exits, exit_rx) = mpsc::unbounded_channel();
     let (runtime_classes, writer) = reflector::store();
@@ -150,6 +171,9 @@ pub fn context(
         allocatable_cpu_millis: allocatable.0,
         allocatable_memory_bytes: allocatable.1,
         pods_dir: data_dir.join("pods"),
+        seccomp_dir: data_dir.join("seccomp"),
+        cgroups,
+        network: RwLock::new(sandbox::NetworkReadiness::Waiting),
         logs_dir: data_dir.join("logs"),
         runtimes,
         images,
@@ -237,7 +261,7 @@ async fn reconcile(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action, PodError>
     }
     if terminal {
         // A finished pod keeps its logs and status but releases its sandboxes.
-        terminate::release(&mut state).await;
+        terminate::release(&mut state, &ctx).await;
         return Ok(Action::await_change());
     }
     Ok(next.map_or_else(Action::await_change, Action::requeue))

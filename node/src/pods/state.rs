@@ -42,6 +42,12 @@ impl Backoff {
         None
     }
 
+    /// How long until a retry may go, without recording one.
+    pub fn remaining(&self, now: Instant) -> Option<Duration> {
+        let ready_at = self.last_try? + self.delay;
+        (now < ready_at).then(|| ready_at - now)
+    }
+
     /// The wait the message quotes (`back-off 20s restarting failed container`).
     pub fn current(&self) -> Duration {
         self.delay
@@ -108,6 +114,10 @@ pub struct PodState {
     pub containers: HashMap<String, ContainerState>,
     /// The pod's volumes, once prepared.
     pub volumes: Option<crate::volumes::PodVolumes>,
+    /// The pod's network, once a container needed it.
+    pub network: Option<super::sandbox::PodNetworkInfo>,
+    /// The pod's cgroup, once a container needed it (`Some(None)`: the node has no cgroups).
+    pub cgroup: Option<Option<std::path::PathBuf>>,
     pub start_time: Option<jiff::Timestamp>,
 }
 
@@ -118,6 +128,8 @@ impl PodState {
             sandboxes: HashMap::new(),
             containers: HashMap::new(),
             volumes: None,
+            network: None,
+            cgroup: None,
             start_time: None,
         }
     }

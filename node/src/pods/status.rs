@@ -7,7 +7,7 @@ use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{
     Container, ContainerState as K8sContainerState, ContainerStateRunning,
     ContainerStateTerminated, ContainerStateWaiting, ContainerStatus, HostIP, Pod, PodCondition,
-    PodStatus,
+    PodIP, PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use skiff_sandbox::{ExitReason, ExitStatus};
@@ -276,6 +276,22 @@ pub fn compute(pod: &Pod, state: &PodState, host_ip: &str) -> PodStatus {
         host_ips: Some(vec![HostIP {
             ip: host_ip.to_string(),
         }]),
+        pod_ip: state
+            .network
+            .as_ref()
+            .and_then(|n| n.ips.first())
+            .map(|ip| ip.to_string())
+            .or(old.pod_ip.clone()),
+        pod_ips: state
+            .network
+            .as_ref()
+            .map(|n| {
+                n.ips
+                    .iter()
+                    .map(|ip| PodIP { ip: ip.to_string() })
+                    .collect()
+            })
+            .or(old.pod_ips.clone()),
         start_time: state.start_time.map(Time).or(old.start_time.clone()),
         init_container_statuses: (!init.is_empty()).then_some(init),
         container_statuses: Some(app),

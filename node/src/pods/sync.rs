@@ -29,11 +29,16 @@ use crate::volumes::{container_mounts, prepare_volumes};
 const CONTAINER_HANDLER: &str = "runc";
 const WASM_HANDLER: &str = "wasmtime";
 
-pub(super) fn facts(ctx: &Context) -> PodFacts {
+pub(super) fn facts(ctx: &Context, state: &PodState) -> PodFacts {
     PodFacts {
         node_name: ctx.node_name.clone(),
         host_ip: ctx.host_ip.clone(),
-        pod_ip: String::new(),
+        pod_ip: state
+            .network
+            .as_ref()
+            .and_then(|n| n.ips.first())
+            .map(|ip| ip.to_string())
+            .unwrap_or_default(),
         node_allocatable_cpu_millis: ctx.allocatable_cpu_millis,
         node_allocatable_memory_bytes: ctx.allocatable_memory_bytes,
         ..PodFacts::default()
@@ -55,7 +60,7 @@ pub(super) async fn sync(
             path: dir.clone(),
             source,
         })?;
-        match prepare_volumes(pod, &dir, &ctx.objects, &facts(ctx)).await {
+        match prepare_volumes(pod, &dir, &ctx.objects, &facts(ctx, state)).await {
             Ok(volumes) => state.volumes = Some(volumes),
             Err(e) => {
                 ctx.events.pod(
@@ -156,6 +161,14 @@ async fn ensure_running(
             });
             return Ok(Some(wait));
         }
+    }
+    // A container that failed to start waits out its back-off as one that crashed does.
+    let cs = state.container(&container.name);
+    if cs.exit().is_none()
+        && cs.waiting.as_ref().map(|w| w.reason) == Some("RunContainerError")
+        && let Some(wait) = cs.restart_backoff.remaining(now)
+    {
+        return Ok(Some(wait));
     }
     match start(pod, container, init, state, ctx).await {
         Ok(()) => Ok(None),
@@ -287,8 +300,63 @@ async fn start(
         ));
     };
 
+    // The pod's own network and cgroup, made for the first container that needs them.
+    let needs = runtime.pod_resources(&artifact);
+    let runs_as_process = needs.cgroup;
+    if needs.network
+        && let Err(message) = super::sandbox::ensure_network(pod, state, ctx).await
+    {
+        return Err(hold(
+            "ContainerCreating",
+            message,
+            Some(Duration::from_secs(5)),
+        ));
+    }
+    if needs.cgroup
+        && let Err(message) = super::sandbox::ensure_cgroup(pod, state, ctx)
+    {
+        return Err(hold(
+            "ContainerCreating",
+            message,
+            Some(Duration::from_secs(5)),
+        ));
+    }
+    let security = if runs_as_process {
+        match super::security::effective(
+            pod,
+            container,
+            artifact.config.user.as_deref(),
+            &ctx.seccomp_dir,
+        ) {
+            Ok(security) => security,
+            Err(message) => {
+                let message = format!(
+                    "{message} (pod: \"{}_{}({})\", container: {})",
+                    pod.name_any(),
+                    namespace,
+                    state.uid,
+                    container.name
+                );
+                ctx.events.pod(
+                    pod,
+                    at,
+                    EventType::Warning,
+                    "Failed",
+                    format!("Error: {message}"),
+                );
+                return Err(hold(
+                    "CreateContainerConfigError",
+                    message,
+                    Some(Duration::from_secs(10)),
+                ));
+            }
+        }
+    } else {
+        Default::default()
+    };
+
     // Env, argv, mounts.
-    let facts = facts(ctx);
+    let facts = facts(ctx, state);
     let env = match container_env(pod, container, &artifact.config, &ctx.objects, &facts).await {
         Ok(env) => env,
         Err(e) => {
@@ -317,7 +385,7 @@ async fn start(
         .map(|n| format!("{n}.wasm"))
         .unwrap_or_else(|| container.name.clone());
     let argv = container_argv(container, &artifact.config, &env.vars, &program);
-    let mounts = match state
+    let mut mounts = match state
         .volumes
         .as_ref()
         .map(|v| container_mounts(container, v, &env.vars))
@@ -326,6 +394,14 @@ async fn start(
         Some(Err(e)) => return Err(hold("CreateContainerConfigError", e.to_string(), None)),
         None => Vec::new(),
     };
+    if runs_as_process {
+        let own: Vec<String> = mounts.iter().map(|m| m.container_path.clone()).collect();
+        mounts.extend(
+            super::sandbox::etc_mounts(ctx, &state.uid)
+                .into_iter()
+                .filter(|m| !own.contains(&m.container_path)),
+        );
+    }
 
     // The sandbox.
     let sandbox = match sandbox_for(pod, state, &handler, runtime.clone(), ctx).await {
@@ -373,6 +449,10 @@ async fn start(
         mounts,
         resources: resource_limits(container),
         log_path: log,
+        attempt: restart_count,
+        security,
+        stdin: container.stdin.unwrap_or(false),
+        tty: container.tty.unwrap_or(false),
     };
     ctx.events.pod(
         pod,
@@ -487,6 +567,9 @@ async fn sandbox_for(
         namespace: pod.namespace().unwrap_or_default(),
         name: pod.name_any(),
         dir: ctx.pods_dir.join(&state.uid),
+        network_namespace: state.network.as_ref().and_then(|n| n.netns.clone()),
+        cgroup_parent: state.cgroup.clone().flatten(),
+        hostname: super::sandbox::hostname(pod),
     };
     let id = runtime.create(&spec).await?;
     debug!(pod = %pod.name_any(), handler, "sandbox created");
@@ -543,7 +626,7 @@ async fn pull_auths(pod: &Pod, ctx: &Context) -> Vec<crate::images::RegistryAuth
     auths_from_secrets(&secrets)
 }
 
-fn resource_limits(container: &Container) -> ResourceLimits {
+pub(super) fn resource_limits(container: &Container) -> ResourceLimits {
     let resources = container.resources.as_ref();
     let get = |which: Option<
         &std::collections::BTreeMap<

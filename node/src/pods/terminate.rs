@@ -14,14 +14,18 @@ use super::state::PodState;
 use super::{Context, PodError};
 use crate::volumes::remove_volumes;
 
-/// Stops what runs and removes the sandboxes; the pod's directory stays.
-pub(super) async fn release(state: &mut PodState) {
+/// Stops what runs, removes the sandboxes, the pod's network and cgroup; the pod's directory
+/// stays.
+pub(super) async fn release(state: &mut PodState, ctx: &Context) {
     for (runtime, id) in state.sandboxes.values() {
         if let Err(e) = runtime.remove(id).await {
             warn!(sandbox = %id, error = %e, "removing a sandbox failed");
         }
     }
     state.sandboxes.clear();
+    if state.network.take().is_some() | state.cgroup.take().is_some() {
+        super::sandbox::teardown(&state.uid, ctx).await;
+    }
 }
 
 async fn stop(pod: Option<&Pod>, state: &mut PodState, grace: Duration, ctx: &Context) {
@@ -51,7 +55,7 @@ async fn stop(pod: Option<&Pod>, state: &mut PodState, grace: Duration, ctx: &Co
             warn!(container = %name, error = %e, "stopping a container failed");
         }
     }
-    release(state).await;
+    release(state, ctx).await;
 }
 
 fn remove_pod_dir(ctx: &Context, uid: &str) {
@@ -74,9 +78,13 @@ pub(super) async fn delete(pod: &Pod, ctx: &Context) -> Result<(), PodError> {
         .deletion_grace_period_seconds
         .unwrap_or(30)
         .max(0) as u64;
-    if let Some(state) = ctx.forget(&uid) {
-        let mut state = state.lock().await;
-        stop(Some(pod), &mut state, Duration::from_secs(grace), ctx).await;
+    match ctx.forget(&uid) {
+        Some(state) => {
+            let mut state = state.lock().await;
+            stop(Some(pod), &mut state, Duration::from_secs(grace), ctx).await;
+        }
+        // Not run by this agent since it started: an earlier one may have left its network.
+        None => super::sandbox::teardown(&uid, ctx).await,
     }
     remove_pod_dir(ctx, &uid);
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &pod.namespace().unwrap_or_default());

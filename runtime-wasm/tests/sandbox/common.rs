@@ -43,6 +43,7 @@ impl Pod {
                 namespace: "default".into(),
                 name: "test".into(),
                 dir: dir.path().join("pod"),
+                ..Default::default()
             })
             .await
             .expect("create sandbox");
@@ -69,6 +70,10 @@ impl Pod {
             mounts: Vec::new(),
             resources: ResourceLimits::default(),
             log_path: self.dir.path().join(format!("{name}.log")),
+            attempt: 0,
+            security: Default::default(),
+            stdin: false,
+            tty: false,
         }
     }
 

@@ -190,6 +190,7 @@ async fn a_second_start_does_not_compile_nor_does_a_restarted_agent() {
             namespace: "default".into(),
             name: "again".into(),
             dir: pod.dir.path().join("again"),
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -258,6 +259,7 @@ async fn one_containers_worth_of_pool_fits_a_component_or_a_module_and_no_more()
             namespace: "default".into(),
             name: "one".into(),
             dir: pod.dir.path().to_path_buf(),
+            ..Default::default()
         })
         .await
         .unwrap();

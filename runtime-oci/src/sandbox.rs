@@ -1,0 +1,512 @@
+//! [`RuncSandbox`]: runs a pod's ordinary containers with runc, each under its own shim.
+//!
+//! Layout under the runtime's directory: `layers/` (each image layer unpacked once),
+//! `containers/<id>/` (one run of a container: `config.json`, its rootfs and writable layer, the
+//! shim's socket, log and exit record, and `meta.json` naming its pod and container), `runc/`
+//! (runc's own state). What a run needs after an agent restart is on disk, not in memory.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use skiff_sandbox::{
+    ArtifactKind, ContainerId, ContainerSpec, ExitReason, ExitStatus, PodSandbox, SandboxError,
+    SandboxId, SandboxSpec,
+};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+use tracing::{debug, warn};
+
+use crate::bundle::{Bundle, runtime_spec};
+use crate::layers::LayerStore;
+use crate::rootfs::{Rootfs, RootfsMode, remove_rootfs};
+use crate::runc::Runc;
+use crate::shim::{self, ExitRecord, ShimConfig};
+
+const META: &str = "meta.json";
+
+/// How to run containers on this node.
+#[derive(Debug, Clone)]
+pub struct RuncConfig {
+    /// The runtime's own directory (`DATA/oci`).
+    pub root: PathBuf,
+    /// The runc binary.
+    pub runc: PathBuf,
+    /// The shim command before its directory argument: the agent's own binary and `shim`.
+    pub shim: Vec<OsString>,
+}
+
+/// Who a container run belongs to (`containers/<id>/meta.json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct RunMeta {
+    sandbox: String,
+    name: String,
+    attempt: u32,
+    started_at: SystemTime,
+}
+
+#[derive(Debug)]
+struct ContainerRun {
+    id: String,
+    dir: PathBuf,
+    started_at: SystemTime,
+    /// Set once `stop_container` or `remove` ended it.
+    stopped: std::sync::atomic::AtomicBool,
+}
+
+struct Pod {
+    spec: SandboxSpec,
+    runs: Mutex<HashMap<String, Arc<ContainerRun>>>,
+}
+
+pub struct RuncSandbox {
+    config: RuncConfig,
+    runc: Runc,
+    version: String,
+    layers: Arc<LayerStore>,
+    rootfs_mode: RootfsMode,
+    pods: Mutex<HashMap<SandboxId, Arc<Pod>>>,
+}
+
+fn runtime_error(
+    context: &'static str,
+    source: impl std::error::Error + Send + Sync + 'static,
+) -> SandboxError {
+    SandboxError::Runtime {
+        context,
+        source: Box::new(source),
+    }
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> SandboxError + '_ {
+    move |source| SandboxError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A message that is itself the error (runc's or the shim's own words).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Reported(String);
+
+impl RuncSandbox {
+    /// Opens the runtime's directory and checks that runc runs.
+    pub fn new(config: RuncConfig) -> Result<RuncSandbox, SandboxError> {
+        let output = std::process::Command::new(&config.runc)
+            .arg("--version")
+            .output()
+            .map_err(|e| {
+                runtime_error(
+                    "running runc --version (install the runc package)",
+                    Reported(format!("{}: {e}", config.runc.display())),
+                )
+            })?;
+        let version = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("runc version "))
+            .unwrap_or("unknown")
+            .to_string();
+        for dir in ["containers", "runc"] {
+            let dir = config.root.join(dir);
+            std::fs::create_dir_all(&dir).map_err(io_error(&dir))?;
+        }
+        let layers = LayerStore::open(&config.root.join("layers"))
+            .map_err(|e| runtime_error("opening the layer store", e))?;
+        Ok(RuncSandbox {
+            runc: Runc {
+                binary: config.runc.clone(),
+                root: config.root.join("runc"),
+            },
+            version,
+            layers: Arc::new(layers),
+            rootfs_mode: RootfsMode::detect(),
+            pods: Mutex::default(),
+            config,
+        })
+    }
+
+    fn pod(&self, id: &SandboxId) -> Result<Arc<Pod>, SandboxError> {
+        self.pods
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+            .ok_or_else(|| SandboxError::UnknownSandbox(id.clone()))
+    }
+
+    fn run_of(&self, id: &SandboxId, name: &str) -> Result<Arc<ContainerRun>, SandboxError> {
+        self.pod(id)?
+            .runs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+            .ok_or_else(|| SandboxError::UnknownContainer {
+                sandbox: id.clone(),
+                container: name.to_string(),
+            })
+    }
+}
+
+/// What building a bundle needs, cheap to move onto a blocking thread.
+#[derive(Clone)]
+struct Preparer {
+    layers: Arc<LayerStore>,
+    runc: Runc,
+    rootfs_mode: RootfsMode,
+}
+
+impl Preparer {
+    /// Builds the bundle of a new run in `dir`: rootfs, `config.json`, the shim's config.
+    fn prepare(
+        &self,
+        pod: &SandboxSpec,
+        container: &ContainerSpec,
+        id: &str,
+        dir: &Path,
+    ) -> Result<(), SandboxError> {
+        let ArtifactKind::Oci { layers } = &container.image.kind else {
+            return Err(SandboxError::UnsupportedArtifact {
+                image: container.image.reference.clone(),
+                reason: "runc runs container images, not Wasm modules".into(),
+            });
+        };
+        let unpacked = layers
+            .iter()
+            .map(|blob| self.layers.unpacked(blob))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| runtime_error("unpacking the image", e))?;
+        let rootfs = Rootfs::create(&unpacked, dir, self.rootfs_mode)
+            .map_err(|e| runtime_error("assembling the root filesystem", e))?;
+        let identity = crate::user::resolve(
+            rootfs.path(),
+            container.image.config.user.as_deref(),
+            &container.security,
+        )
+        .map_err(|e| runtime_error("resolving the container's user", e))?;
+        let cgroup = pod.cgroup_parent.as_ref().map(|parent| parent.join(id));
+        let spec = runtime_spec(&Bundle {
+            pod,
+            container,
+            rootfs: rootfs.path(),
+            cgroups_path: cgroup.as_ref().map(|c| Path::new("/").join(c)),
+            identity: &identity,
+        })
+        .map_err(|e| runtime_error("building the runtime spec", e))?;
+        let write = |name: &str, bytes: Vec<u8>| {
+            let path = dir.join(name);
+            std::fs::write(&path, bytes).map_err(io_error(&path))
+        };
+        write(
+            "config.json",
+            serde_json::to_vec(&spec).expect("spec serializes"),
+        )?;
+        let shim = ShimConfig {
+            id: id.to_string(),
+            runc: self.runc.clone(),
+            log_path: container.log_path.clone(),
+            stdin: container.stdin,
+            cgroup,
+        };
+        write(
+            shim::CONFIG,
+            serde_json::to_vec(&shim).expect("config serializes"),
+        )
+    }
+}
+
+impl RuncSandbox {
+    /// Starts the shim for the run in `dir` and waits for its report of the start.
+    async fn spawn_shim(&self, dir: &Path) -> Result<(), SandboxError> {
+        let Some((program, args)) = self.config.shim.split_first() else {
+            return Err(runtime_error(
+                "starting the shim",
+                Reported("no shim command configured".into()),
+            ));
+        };
+        let log = dir.join("shim.log");
+        let stderr = std::fs::File::create(&log).map_err(io_error(&log))?;
+        let mut command = tokio::process::Command::new(program);
+        command
+            .args(args)
+            .arg(dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(stderr);
+        // SAFETY: setsid is async-signal-safe. Its own session keeps the shim (and so the
+        // container) alive when the agent's process group is signalled.
+        unsafe {
+            command.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            });
+        }
+        let mut child = command
+            .spawn()
+            .map_err(|e| runtime_error("starting the shim", e))?;
+        let mut line = String::new();
+        if let Some(stdout) = child.stdout.take() {
+            let _ = tokio::io::BufReader::new(stdout).read_line(&mut line).await;
+        }
+        // The shim lives on; reap it whenever it exits.
+        tokio::spawn(async move {
+            let _ = child.wait().await;
+        });
+        shim::parse_report(&line)
+            .map(|_| ())
+            .map_err(|message| runtime_error("starting the container", Reported(message)))
+    }
+
+    /// Waits until the run's shim is gone, then reads how the run ended.
+    async fn exit_of(&self, run: &ContainerRun) -> ExitStatus {
+        if let Ok((_handle, path)) = shim::socket_path(&run.dir)
+            && let Ok(mut stream) = tokio::net::UnixStream::connect(&path).await
+        {
+            let mut sink = Vec::new();
+            let _ = stream.read_to_end(&mut sink).await;
+        }
+        let record = shim::read_exit(&run.dir);
+        let stopped = run.stopped.load(std::sync::atomic::Ordering::SeqCst);
+        match record {
+            Some(ExitRecord {
+                exit_code,
+                oom_killed,
+                finished_at,
+            }) => ExitStatus {
+                exit_code,
+                reason: if oom_killed {
+                    ExitReason::OomKilled
+                } else if stopped {
+                    ExitReason::Stopped
+                } else {
+                    ExitReason::Exited
+                },
+                message: None,
+                started_at: run.started_at,
+                finished_at,
+            },
+            None => ExitStatus {
+                exit_code: 255,
+                reason: ExitReason::Exited,
+                message: Some("the container's shim exited without recording how it ended".into()),
+                started_at: run.started_at,
+                finished_at: SystemTime::now(),
+            },
+        }
+    }
+
+    async fn kill(&self, run: &ContainerRun, signal: &str) {
+        let all = signal == "KILL";
+        if let Err(e) = self
+            .runc
+            .run_async("kill", &run.id, self.runc.kill(&run.id, signal, all))
+            .await
+            && !e.is_gone()
+        {
+            warn!(id = %run.id, signal, error = %e, "signalling a container failed");
+        }
+    }
+
+    async fn stop_run(&self, run: &ContainerRun, grace: Duration) {
+        if shim::read_exit(&run.dir).is_some() {
+            return;
+        }
+        run.stopped.store(true, std::sync::atomic::Ordering::SeqCst);
+        if !grace.is_zero() {
+            self.kill(run, "TERM").await;
+            if tokio::time::timeout(grace, self.exit_of(run)).await.is_ok() {
+                return;
+            }
+        }
+        self.kill(run, "KILL").await;
+        if tokio::time::timeout(Duration::from_secs(10), self.exit_of(run))
+            .await
+            .is_err()
+        {
+            warn!(id = %run.id, "container still running 10 s after SIGKILL");
+        }
+    }
+
+    /// Removes a run from runc (if a failed start left it there), then its directory and
+    /// everything mounted in it.
+    async fn discard(&self, run: &ContainerRun) {
+        if let Err(e) = self
+            .runc
+            .run_async("delete", &run.id, self.runc.delete(&run.id))
+            .await
+            && !e.is_gone()
+        {
+            warn!(id = %run.id, error = %e, "deleting a container from runc failed");
+        }
+        let dir = run.dir.clone();
+        let result = tokio::task::spawn_blocking(move || -> Result<(), String> {
+            // Unmounted first: deleting through a mounted overlay would reach the image layers.
+            remove_rootfs(&dir).map_err(|e| e.to_string())?;
+            match std::fs::remove_dir_all(&dir) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Err(format!("{}: {e}", dir.display()))
+                }
+                _ => Ok(()),
+            }
+        })
+        .await;
+        if let Ok(Err(error)) = result {
+            warn!(id = %run.id, %error, "removing a container's directory failed");
+        }
+    }
+}
+
+/// 256 random bits in hex: a container ID as containerd makes them.
+fn new_container_id() -> String {
+    let mut bytes = [0u8; 32];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        use std::io::Read;
+        let _ = f.read_exact(&mut bytes);
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[async_trait::async_trait]
+impl PodSandbox for RuncSandbox {
+    fn handler(&self) -> &'static str {
+        "runc"
+    }
+
+    fn version(&self) -> String {
+        format!("runc://{}", self.version)
+    }
+
+    async fn create(&self, pod: &SandboxSpec) -> Result<SandboxId, SandboxError> {
+        let id = SandboxId(pod.uid.clone());
+        self.pods
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(id.clone())
+            .or_insert_with(|| {
+                Arc::new(Pod {
+                    spec: pod.clone(),
+                    runs: Mutex::default(),
+                })
+            });
+        Ok(id)
+    }
+
+    async fn start_container(
+        &self,
+        id: &SandboxId,
+        container: &ContainerSpec,
+    ) -> Result<ContainerId, SandboxError> {
+        let pod = self.pod(id)?;
+        let previous = pod
+            .runs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&container.name)
+            .cloned();
+        if let Some(previous) = previous {
+            if shim::read_exit(&previous.dir).is_none() {
+                return Err(SandboxError::AlreadyRunning {
+                    container: container.name.clone(),
+                });
+            }
+            self.discard(&previous).await;
+        }
+        let run_id = new_container_id();
+        let dir = self.config.root.join("containers").join(&run_id);
+        std::fs::create_dir_all(&dir).map_err(io_error(&dir))?;
+        let started_at = SystemTime::now();
+        let meta = RunMeta {
+            sandbox: pod.spec.uid.clone(),
+            name: container.name.clone(),
+            attempt: container.attempt,
+            started_at,
+        };
+        let meta_path = dir.join(META);
+        std::fs::write(
+            &meta_path,
+            serde_json::to_vec(&meta).expect("meta serializes"),
+        )
+        .map_err(io_error(&meta_path))?;
+        let run = Arc::new(ContainerRun {
+            id: run_id.clone(),
+            dir: dir.clone(),
+            started_at,
+            stopped: Default::default(),
+        });
+        let prepared = {
+            let (this_pod, this_container, this_id, this_dir) = (
+                pod.spec.clone(),
+                container.clone(),
+                run_id.clone(),
+                dir.clone(),
+            );
+            let preparer = Preparer {
+                layers: self.layers.clone(),
+                runc: self.runc.clone(),
+                rootfs_mode: self.rootfs_mode,
+            };
+            tokio::task::spawn_blocking(move || {
+                preparer.prepare(&this_pod, &this_container, &this_id, &this_dir)
+            })
+            .await
+            .unwrap_or_else(|e| Err(runtime_error("preparing the container", e)))
+        };
+        let started = match prepared {
+            Ok(()) => self.spawn_shim(&dir).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = started {
+            self.discard(&run).await;
+            return Err(e);
+        }
+        debug!(container = %container.name, id = %run_id, "container started");
+        pod.runs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(container.name.clone(), run);
+        Ok(ContainerId(format!("runc://{run_id}")))
+    }
+
+    async fn stop_container(
+        &self,
+        id: &SandboxId,
+        name: &str,
+        grace: Duration,
+    ) -> Result<(), SandboxError> {
+        let run = self.run_of(id, name)?;
+        self.stop_run(&run, grace).await;
+        Ok(())
+    }
+
+    async fn wait_container(&self, id: &SandboxId, name: &str) -> Result<ExitStatus, SandboxError> {
+        let run = self.run_of(id, name)?;
+        Ok(self.exit_of(&run).await)
+    }
+
+    async fn remove(&self, id: &SandboxId) -> Result<(), SandboxError> {
+        let Some(pod) = self
+            .pods
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id)
+        else {
+            return Ok(());
+        };
+        let runs: Vec<Arc<ContainerRun>> = pod
+            .runs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .map(|(_, run)| run)
+            .collect();
+        for run in runs {
+            self.stop_run(&run, Duration::ZERO).await;
+            self.discard(&run).await;
+        }
+        Ok(())
+    }
+}

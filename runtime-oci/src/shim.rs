@@ -1,0 +1,332 @@
+//! The shim: one small process per container (`skiff shim DIR`, the agent's own binary
+//! re-executed) that outlives the agent. It creates and starts the container with runc, holds
+//! its stdio and writes them to the CRI log, becomes the container's parent (a child subreaper)
+//! so that it alone learns the exit status — runc records none — and writes that status to
+//! `DIR/exit.json` before it leaves. An agent, this one or a restarted one, learns of the exit by
+//! holding a connection to `DIR/shim.sock`, which closes when the shim exits.
+//!
+//! The agent learns the outcome of the start from the shim's stdout: one line, `started PID` or
+//! `failed MESSAGE`.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use skiff_sandbox::cgroups::{Cgroup, Hierarchy};
+use skiff_sandbox::cri_log::{LogFile, MAX_FILE_BYTES, Stream};
+
+use crate::runc::{Runc, RuncError, error_message};
+
+pub(crate) const CONFIG: &str = "shim.json";
+pub(crate) const EXIT: &str = "exit.json";
+pub(crate) const SOCKET: &str = "shim.sock";
+const PID_FILE: &str = "init.pid";
+const RUNC_LOG: &str = "runc.log";
+
+/// What the agent tells a shim (`DIR/shim.json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ShimConfig {
+    pub id: String,
+    pub runc: Runc,
+    pub log_path: PathBuf,
+    pub stdin: bool,
+    /// The container's cgroup below the hierarchy root, where its OOM kills are counted.
+    pub cgroup: Option<PathBuf>,
+}
+
+/// How a container's run ended (`DIR/exit.json`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct ExitRecord {
+    /// The exit code, or 128 + the signal that killed it.
+    pub exit_code: i32,
+    pub oom_killed: bool,
+    pub finished_at: SystemTime,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ShimError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Config {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error(transparent)]
+    Runc(#[from] RuncError),
+    #[error("{0}")]
+    Os(&'static str, #[source] std::io::Error),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ShimError + '_ {
+    move |source| ShimError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd), ShimError> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills both descriptors on success; we own them from then on.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(ShimError::Os("pipe2", std::io::Error::last_os_error()));
+    }
+    // SAFETY: freshly created descriptors, owned by nothing else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Runs the shim for the container directory `dir`; returns when the container has exited and
+/// its exit is recorded. Reports the start's outcome on stdout.
+pub fn run(dir: &Path) -> Result<(), ShimError> {
+    let config_path = dir.join(CONFIG);
+    let config: ShimConfig = serde_json::from_slice(
+        &std::fs::read(&config_path).map_err(io(&config_path))?,
+    )
+    .map_err(|source| ShimError::Config {
+        path: config_path.clone(),
+        source,
+    })?;
+    match start(dir, &config) {
+        Ok((init, stdin, copiers)) => {
+            report(&format!("started {init}"));
+            supervise(dir, &config, init, stdin, copiers)
+        }
+        Err(e) => {
+            report(&format!("failed {}", e.to_string().replace('\n', " ")));
+            Err(e)
+        }
+    }
+}
+
+/// One line to the agent, then stdout is gone: the agent may have exited since.
+fn report(line: &str) {
+    let mut stdout = std::io::stdout();
+    let _ = writeln!(stdout, "{line}");
+    let _ = stdout.flush();
+    if let Ok(null) = File::options().write(true).open("/dev/null") {
+        use std::os::fd::AsRawFd;
+        // SAFETY: dup2 onto our own stdout; both descriptors are valid.
+        unsafe { libc::dup2(null.as_raw_fd(), 1) };
+    }
+}
+
+type Copiers = Vec<std::thread::JoinHandle<()>>;
+
+fn start(dir: &Path, config: &ShimConfig) -> Result<(i32, Option<OwnedFd>, Copiers), ShimError> {
+    // SAFETY: prctl with integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
+        return Err(ShimError::Os(
+            "becoming a child subreaper",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    let log = LogFile::open(&config.log_path, MAX_FILE_BYTES).map_err(io(&config.log_path))?;
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    let (stdin_r, stdin_w) = if config.stdin {
+        let (r, w) = pipe()?;
+        (Stdio::from(r), Some(w))
+    } else {
+        (Stdio::null(), None)
+    };
+    let pid_file = dir.join(PID_FILE);
+    let runc_log = dir.join(RUNC_LOG);
+    let mut create = config.runc.create(&config.id, dir, &pid_file, &runc_log);
+    create
+        .stdin(stdin_r)
+        .stdout(Stdio::from(out_w))
+        .stderr(Stdio::from(err_w));
+    let status = create.status().map_err(|source| RuncError::Spawn {
+        binary: config.runc.binary.clone(),
+        source,
+    })?;
+    // Our copies of the write ends go with the command; the container holds its own.
+    drop(create);
+    if !status.success() {
+        let text = std::fs::read_to_string(&runc_log).unwrap_or_default();
+        return Err(RuncError::Failed {
+            verb: "create",
+            id: config.id.clone(),
+            message: error_message(&text),
+        }
+        .into());
+    }
+    let started = (|| {
+        let init: i32 = std::fs::read_to_string(&pid_file)
+            .map_err(io(&pid_file))?
+            .trim()
+            .parse()
+            .map_err(|_| ShimError::Io {
+                path: pid_file.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidData, "not a pid"),
+            })?;
+        listen(dir)?;
+        config
+            .runc
+            .run("start", &config.id, config.runc.start(&config.id))?;
+        Ok(init)
+    })();
+    match started {
+        Ok(init) => {
+            let copiers = vec![
+                copy_to_log(out_r, log.clone(), Stream::Stdout),
+                copy_to_log(err_r, log, Stream::Stderr),
+            ];
+            Ok((init, stdin_w, copiers))
+        }
+        Err(e) => {
+            // A container created but never started would linger in runc's state.
+            let _ = config
+                .runc
+                .run("delete", &config.id, config.runc.delete(&config.id));
+            Err(e)
+        }
+    }
+}
+
+fn copy_to_log(from: OwnedFd, log: LogFile, stream: Stream) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut from = File::from(from);
+        let mut to = log.stream(stream);
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            match from.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    // A full disk must not stall the container on a full pipe: keep reading.
+                    let _ = to.write_all(&buf[..n]);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+    })
+}
+
+/// `DIR/shim.sock` by a path that fits a socket address (108 bytes, which a data dir can
+/// exceed): through the directory's descriptor, which the returned file keeps open.
+pub(crate) fn socket_path(dir: &Path) -> std::io::Result<(File, PathBuf)> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let handle = File::options()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+        .open(dir)?;
+    let path = PathBuf::from(format!("/proc/self/fd/{}/{SOCKET}", handle.as_raw_fd()));
+    Ok((handle, path))
+}
+
+/// Accepts waiters on `DIR/shim.sock` and holds them open until the shim exits.
+fn listen(dir: &Path) -> Result<(), ShimError> {
+    let _ = std::fs::remove_file(dir.join(SOCKET));
+    let (_handle, path) = socket_path(dir).map_err(io(dir))?;
+    let listener = UnixListener::bind(&path).map_err(io(&dir.join(SOCKET)))?;
+    let held = Arc::new(Mutex::new(Vec::new()));
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            held.lock().unwrap_or_else(|p| p.into_inner()).push(stream);
+        }
+    });
+    Ok(())
+}
+
+/// Waits for the container's init to exit (reaping whatever else is reparented to us), records
+/// the exit, and removes the container from runc.
+fn supervise(
+    dir: &Path,
+    config: &ShimConfig,
+    init: i32,
+    stdin: Option<OwnedFd>,
+    copiers: Copiers,
+) -> Result<(), ShimError> {
+    let exit_code = loop {
+        let mut status = 0;
+        // SAFETY: waitpid with a valid out-pointer.
+        let pid = unsafe { libc::waitpid(-1, &mut status, 0) };
+        if pid < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            // No children left without seeing init exit: it was never ours.
+            break 255;
+        }
+        if pid == init {
+            break if libc::WIFEXITED(status) {
+                libc::WEXITSTATUS(status)
+            } else {
+                128 + libc::WTERMSIG(status)
+            };
+        }
+    };
+    let finished_at = SystemTime::now();
+    drop(stdin);
+    let oom_killed = config
+        .cgroup
+        .as_ref()
+        .and_then(|path| Some(Cgroup::new(Hierarchy::detect().ok()?, path.clone())))
+        .and_then(|cgroup| cgroup.oom_kills().ok())
+        .is_some_and(|kills| kills > 0);
+    // The container's processes die with its pid namespace, so the pipes reach EOF; give the
+    // copiers a moment for what is still buffered.
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    for copier in copiers {
+        while !copier.is_finished() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    if let Err(e) = config
+        .runc
+        .run("delete", &config.id, config.runc.delete(&config.id))
+        && !e.is_gone()
+    {
+        tracing::warn!(id = %config.id, error = %e, "runc delete failed");
+    }
+    let record = ExitRecord {
+        exit_code,
+        oom_killed,
+        finished_at,
+    };
+    write_exit(dir, &record)
+}
+
+pub(crate) fn write_exit(dir: &Path, record: &ExitRecord) -> Result<(), ShimError> {
+    let path = dir.join(EXIT);
+    let tmp = dir.join(".exit.json.tmp");
+    let bytes = serde_json::to_vec(record).expect("an exit record serializes");
+    std::fs::write(&tmp, bytes).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, &path).map_err(io(&path))
+}
+
+pub(crate) fn read_exit(dir: &Path) -> Option<ExitRecord> {
+    serde_json::from_slice(&std::fs::read(dir.join(EXIT)).ok()?).ok()
+}
+
+/// Reads the shim's one-line report of the start.
+pub(crate) fn parse_report(line: &str) -> Result<i32, String> {
+    let line = line.trim_end();
+    if let Some(pid) = line.strip_prefix("started ") {
+        return pid.parse().map_err(|_| format!("shim reported {line:?}"));
+    }
+    Err(line
+        .strip_prefix("failed ")
+        .map(String::from)
+        .unwrap_or_else(|| {
+            if line.is_empty() {
+                "the shim exited before starting the container".to_string()
+            } else {
+                format!("shim reported {line:?}")
+            }
+        }))
+}
