@@ -142,13 +142,20 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> Result<(), 
     let mut network = network::NetworkConfig::new(config.data_dir.join("network"), "");
     network.cni_bin_dir = config.cni_bin_dir.clone();
     network.bridge = config.bridge.clone();
-    tokio::spawn(network_when_ready(
+    let network_ready = network_when_ready(
         client,
         config.node_name.clone(),
         network,
         ctx.clone(),
         shutdown.clone(),
-    ));
+    );
+    // A node that has its podCIDR (an agent restarting) sets up before any pod is looked at,
+    // so the pods it adopts keep their addresses; a new one waits for it in the background.
+    if node.spec.as_ref().and_then(|s| s.pod_cidr.as_ref()).is_some() {
+        network_ready.await;
+    } else {
+        tokio::spawn(network_ready);
+    }
     let tls = logs::NodeTls {
         cert_pem: creds.serving_cert_pem.clone(),
         key_pem: creds.serving_key_pem.clone(),

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use skiff_sandbox::{
-    ArtifactKind, ContainerId, ContainerSpec, ExitReason, ExitStatus, PodSandbox, SandboxError,
+    AdoptedContainer, ArtifactKind, ContainerId, ContainerSpec, ExitReason, ExitStatus, PodSandbox, SandboxError,
     SandboxId, SandboxSpec,
 };
 use tokio::io::{AsyncBufReadExt, AsyncReadExt};
@@ -44,6 +44,7 @@ struct RunMeta {
     sandbox: String,
     name: String,
     attempt: u32,
+    image_digest: String,
     started_at: SystemTime,
 }
 
@@ -68,6 +69,8 @@ pub struct RuncSandbox {
     layers: Arc<LayerStore>,
     rootfs_mode: RootfsMode,
     pods: Mutex<HashMap<SandboxId, Arc<Pod>>>,
+    /// Runs an earlier agent left, by pod UID, until the pod is adopted or found gone.
+    orphans: Mutex<HashMap<String, Vec<(RunMeta, Arc<ContainerRun>)>>>,
 }
 
 fn runtime_error(
@@ -116,6 +119,7 @@ impl RuncSandbox {
         }
         let layers = LayerStore::open(&config.root.join("layers"))
             .map_err(|e| runtime_error("opening the layer store", e))?;
+        let orphans = find_runs(&config.root.join("containers"));
         Ok(RuncSandbox {
             runc: Runc {
                 binary: config.runc.clone(),
@@ -125,6 +129,7 @@ impl RuncSandbox {
             layers: Arc::new(layers),
             rootfs_mode: RootfsMode::detect(),
             pods: Mutex::default(),
+            orphans: Mutex::new(orphans),
             config,
         })
     }
@@ -316,6 +321,7 @@ impl RuncSandbox {
             return;
         }
         run.stopped.store(true, std::sync::atomic::Ordering::SeqCst);
+        debug!(id = %run.id, ?grace, "stopping a container");
         if !grace.is_zero() {
             self.kill(run, "TERM").await;
             if tokio::time::timeout(grace, self.exit_of(run)).await.is_ok() {
@@ -358,6 +364,34 @@ impl RuncSandbox {
             warn!(id = %run.id, %error, "removing a container's directory failed");
         }
     }
+}
+
+/// The runs in `containers/` by pod UID. A directory without a readable `meta.json` is a start
+/// that never finished; it is listed under the empty UID so that it is removed.
+fn find_runs(dir: &Path) -> HashMap<String, Vec<(RunMeta, Arc<ContainerRun>)>> {
+    let mut runs: HashMap<String, Vec<_>> = HashMap::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let dir = entry.path();
+        let id = entry.file_name().to_string_lossy().into_owned();
+        let meta: Option<RunMeta> = std::fs::read(dir.join(META))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+        let meta = meta.unwrap_or(RunMeta {
+            sandbox: String::new(),
+            name: String::new(),
+            attempt: 0,
+            image_digest: String::new(),
+            started_at: SystemTime::UNIX_EPOCH,
+        });
+        let run = Arc::new(ContainerRun {
+            id,
+            dir,
+            started_at: meta.started_at,
+            stopped: Default::default(),
+        });
+        runs.entry(meta.sandbox.clone()).or_default().push((meta, run));
+    }
+    runs
 }
 
 /// 256 random bits in hex: a container ID as containerd makes them.
@@ -423,6 +457,7 @@ impl PodSandbox for RuncSandbox {
             sandbox: pod.spec.uid.clone(),
             name: container.name.clone(),
             attempt: container.attempt,
+            image_digest: container.image.digest.clone(),
             started_at,
         };
         let meta_path = dir.join(META);
@@ -508,5 +543,80 @@ impl PodSandbox for RuncSandbox {
             self.discard(&run).await;
         }
         Ok(())
+    }
+
+    async fn adopt(&self, spec: &SandboxSpec) -> Option<(SandboxId, Vec<AdoptedContainer>)> {
+        let runs = self
+            .orphans
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&spec.uid)?;
+        // The newest run of each container is the current one; older ones only wait removal.
+        let mut newest: HashMap<String, (RunMeta, Arc<ContainerRun>)> = HashMap::new();
+        let mut stale = Vec::new();
+        for (meta, run) in runs {
+            match newest.get(&meta.name) {
+                Some((kept, _)) if kept.attempt >= meta.attempt => stale.push(run),
+                _ => {
+                    if let Some((_, older)) = newest.insert(meta.name.clone(), (meta, run)) {
+                        stale.push(older);
+                    }
+                }
+            }
+        }
+        for run in stale {
+            self.stop_run(&run, Duration::ZERO).await;
+            self.discard(&run).await;
+        }
+        let id = SandboxId(spec.uid.clone());
+        let pod = Arc::new(Pod {
+            spec: spec.clone(),
+            runs: Mutex::default(),
+        });
+        let mut adopted = Vec::new();
+        for (name, (meta, run)) in newest {
+            let exit = match shim::read_exit(&run.dir) {
+                Some(_) => Some(self.exit_of(&run).await),
+                None => None,
+            };
+            adopted.push(AdoptedContainer {
+                name: name.clone(),
+                id: ContainerId(format!("runc://{}", run.id)),
+                attempt: meta.attempt,
+                image_digest: meta.image_digest,
+                started_at: meta.started_at,
+                exit,
+            });
+            pod.runs
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(name, run);
+        }
+        debug!(pod = %spec.name, containers = adopted.len(), "adopted running containers");
+        self.pods
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.clone(), pod);
+        Some((id, adopted))
+    }
+
+    async fn remove_orphans(&self, keep: &(dyn for<'a> Fn(&'a str) -> bool + Send + Sync)) {
+        let gone: Vec<(RunMeta, Arc<ContainerRun>)> = {
+            let mut orphans = self.orphans.lock().unwrap_or_else(|p| p.into_inner());
+            let uids: Vec<String> = orphans
+                .keys()
+                .filter(|uid| uid.is_empty() || !keep(uid))
+                .cloned()
+                .collect();
+            uids.iter()
+                .filter_map(|uid| orphans.remove(uid))
+                .flatten()
+                .collect()
+        };
+        for (meta, run) in gone {
+            debug!(pod.uid = %meta.sandbox, id = %run.id, "removing a container of a pod that is gone");
+            self.stop_run(&run, Duration::ZERO).await;
+            self.discard(&run).await;
+        }
     }
 }

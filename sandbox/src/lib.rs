@@ -95,4 +95,29 @@ pub trait PodSandbox: Send + Sync {
     ) -> Result<(), SandboxError>;
     async fn wait_container(&self, id: &SandboxId, name: &str) -> Result<ExitStatus, SandboxError>;
     async fn remove(&self, id: &SandboxId) -> Result<(), SandboxError>;
+    /// The containers of `pod` that outlived an earlier agent, recreating its sandbox if there
+    /// are any: a restarted agent adopts them instead of starting them again. Runtimes whose
+    /// containers live in the agent's process have none.
+    async fn adopt(&self, pod: &SandboxSpec) -> Option<(SandboxId, Vec<AdoptedContainer>)> {
+        let _ = pod;
+        None
+    }
+    /// Removes what an earlier agent left for pods that are gone (`keep` says which pod UIDs
+    /// still exist).
+    async fn remove_orphans(&self, keep: &(dyn for<'a> Fn(&'a str) -> bool + Send + Sync)) {
+        let _ = keep;
+    }
+}
+
+/// A container run found by [`PodSandbox::adopt`].
+#[derive(Debug, Clone)]
+pub struct AdoptedContainer {
+    pub name: String,
+    pub id: ContainerId,
+    pub attempt: u32,
+    /// `sha256:…` of the image's manifest.
+    pub image_digest: String,
+    pub started_at: std::time::SystemTime,
+    /// How it ended, if it has.
+    pub exit: Option<ExitStatus>,
 }

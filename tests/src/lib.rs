@@ -1,19 +1,31 @@
 //! Harness for end-to-end tests: [`Cluster`] runs the real `skiff up` on a temporary data dir and a
 //! free port and drives it with the real kubectl ([`Kubectl`]); [`table`] reads kubectl's tabular
 //! output the way a user does. Everything is killed and removed when the `Cluster` is dropped.
+//!
+//! Each cluster takes a [`Slot`] of the host, so concurrent tests never share a pod subnet, a
+//! bridge or a cgroup tree; its `Drop` also removes what its nodes left on the host (containers,
+//! shims, mounts, cgroups, the bridge), and [`Cluster::leftovers`] lists what skiff itself should
+//! have removed. [`Registry::push_busybox`] (in `oci`) provides a container image.
 
+mod host;
 mod kubectl;
+mod oci;
 mod registry;
+mod slot;
 
 use std::fs::{File, OpenOptions};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 pub use kubectl::{Background, KUBECTL, Kubectl, Run};
 pub use registry::Registry;
+pub use slot::Slot;
+
+use host::NodeFootprint;
 
 /// How long [`eventually`], readiness and a graceful stop may take before the test fails. It bounds
 /// a hang; nothing asserts that anything is fast.
@@ -33,6 +45,8 @@ pub struct Cluster {
     env: Vec<(String, String)>,
     /// The local node's server port (with `up`).
     kubelet_port: u16,
+    /// This cluster's share of the host; joined nodes hold it too.
+    slot: Arc<Slot>,
 }
 
 /// The name of the node `skiff up` runs in a test cluster.
@@ -71,6 +85,7 @@ impl Cluster {
             .tempdir()
             .expect("creating the work dir");
         std::fs::create_dir(work.path().join("kubectl-cache")).expect("creating the cache dir");
+        let slot = Arc::new(Slot::acquire());
         let mut cluster = Cluster {
             data,
             work,
@@ -82,6 +97,7 @@ impl Cluster {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             kubelet_port: free_port(),
+            slot,
         };
         // Another test may grab the port between our probe and skiff's bind: retry with a new one.
         let mut why = String::new();
@@ -297,9 +313,13 @@ impl Cluster {
             .arg("--data-dir")
             .arg(self.data.path())
             .arg("--listen")
-            .arg(format!("127.0.0.1:{}", self.port));
+            .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--cluster-cidr")
+            .arg(self.slot.cluster_cidr());
         if self.command == "up" {
-            command.args(node_args(LOCAL_NODE, self.kubelet_port));
+            command
+                .args(node_args(LOCAL_NODE, self.kubelet_port))
+                .args(host_args(&self.slot, None));
         }
         let child = command
             .env_remove("KUBECONFIG")
@@ -339,9 +359,71 @@ impl Cluster {
 }
 
 impl Drop for Cluster {
+    /// Kills skiff, then removes what its local node left on the host; the slot (and with it
+    /// the bridge) goes when the last joined node has gone too.
     fn drop(&mut self) {
         self.kill();
+        for problem in self.local_node().clean() {
+            eprintln!("test cleanup ({}): {problem}", self.data.path().display());
+        }
     }
+}
+
+impl Cluster {
+    /// This cluster's share of the host: its pod range, bridge and cgroup root names.
+    pub fn slot(&self) -> &Slot {
+        &self.slot
+    }
+
+    /// The local node's data dir (`DATA/node`).
+    pub fn node_dir(&self) -> PathBuf {
+        self.data.path().join("node")
+    }
+
+    fn local_node(&self) -> NodeFootprint {
+        NodeFootprint {
+            scope: self.data.path().to_path_buf(),
+            node_dir: self.node_dir(),
+            cgroup_root: self.slot.cgroup_root(None),
+        }
+    }
+
+    /// What skiff should have removed from the host once every pod is deleted, one line each
+    /// (empty when nothing is left): for the local node, mounts under the data dir, pod network
+    /// namespaces, network state and IP leases, pod directories, container bundles, runc
+    /// containers and live shims; for the whole cluster, veths on its bridge, NAT rules naming
+    /// its pod addresses and pod cgroups under any of its nodes' cgroup roots. A joined node's
+    /// own files are in [`JoinedNode::leftovers`].
+    pub fn leftovers(&self) -> Vec<String> {
+        let mut found = self.local_node().leftovers();
+        for veth in host::links_on_bridge(&self.slot.bridge()) {
+            found.push(format!("link {veth} on bridge {}", self.slot.bridge()));
+        }
+        for rule in host::nat_rules_mentioning(&self.slot.pod_address_prefix()) {
+            found.push(format!("NAT rule {rule}"));
+        }
+        // Joined nodes' pod cgroups (the local node's are listed above).
+        let own = self.slot.cgroup_root(None);
+        for tree in self.slot.cgroup_trees() {
+            if tree.file_name().is_some_and(|n| n != own.as_str()) {
+                for dir in host::pod_cgroups(&tree) {
+                    found.push(format!("pod cgroup {}", dir.display()));
+                }
+            }
+        }
+        found
+    }
+}
+
+/// The flags that keep a node agent's host-wide state (bridge, cgroups) within the cluster's
+/// slot: `joined_node` is `None` for the local node of `skiff up`.
+fn host_args(slot: &Slot, joined_node: Option<&str>) -> Vec<String> {
+    vec![
+        "--bridge".into(),
+        slot.bridge(),
+        "--cgroup-root".into(),
+        slot.cgroup_root(joined_node),
+    ]
 }
 
 /// The flags that make a node agent's identity deterministic and its port private to the test.
@@ -362,6 +444,8 @@ pub struct JoinedNode {
     pub name: String,
     data: tempfile::TempDir,
     child: Option<Child>,
+    /// The cluster's slot, held until this node's host state is gone.
+    slot: Arc<Slot>,
 }
 
 impl JoinedNode {
@@ -381,11 +465,33 @@ impl JoinedNode {
             let _ = child.wait();
         }
     }
+
+    /// The agent's `--data-dir`.
+    pub fn node_dir(&self) -> PathBuf {
+        self.data.path().join("data")
+    }
+
+    fn footprint(&self) -> NodeFootprint {
+        NodeFootprint {
+            scope: self.data.path().to_path_buf(),
+            node_dir: self.node_dir(),
+            cgroup_root: self.slot.cgroup_root(Some(&self.name)),
+        }
+    }
+
+    /// [`Cluster::leftovers`] for this node's own state: mounts, network namespaces and state,
+    /// pod directories, bundles, runc containers, shims and pod cgroups.
+    pub fn leftovers(&self) -> Vec<String> {
+        self.footprint().leftovers()
+    }
 }
 
 impl Drop for JoinedNode {
     fn drop(&mut self) {
         self.kill();
+        for problem in self.footprint().clean() {
+            eprintln!("test cleanup ({}): {problem}", self.data.path().display());
+        }
     }
 }
 
@@ -414,6 +520,7 @@ impl Cluster {
             .arg("--data-dir")
             .arg(data.path().join("data"))
             .args(node_args(name, free_port()))
+            .args(host_args(&self.slot, Some(name)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("cloning the log handle"))
             .stderr(log)
@@ -423,6 +530,7 @@ impl Cluster {
             name: name.to_string(),
             data,
             child: Some(child),
+            slot: Arc::clone(&self.slot),
         };
         self.wait_node_ready(name, || node.log());
         node

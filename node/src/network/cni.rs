@@ -305,7 +305,13 @@ impl CniInvoker {
             .map(|p| p.as_os_str().to_owned())
             .unwrap_or_default();
         let args: Vec<String> = rt.args.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        debug!(plugin, command = %command, container_id = %rt.container_id, if_name = %rt.if_name, "running CNI plugin");
+        debug!(
+            plugin,
+            command = %command,
+            container_id = %rt.container_id,
+            if_name = %rt.if_name,
+            "running CNI plugin"
+        );
         let mut cmd = tokio::process::Command::new(&path);
         cmd.env("CNI_COMMAND", command.as_str())
             .env("CNI_CONTAINERID", &rt.container_id)

@@ -5,11 +5,11 @@
 //! entered it ([`netns::run_in`]).
 //!
 //! [`PodNetwork`] is the node's service: [`PodNetwork::setup`] (in `setup.rs`),
-//! [`PodNetwork::teardown`] (in `teardown.rs`) and [`PodNetwork::status`]. Each pod's CNI configuration and ADD result are kept in
-//! `<data>/network/pods/<uid>/cni.json`, so an agent that restarts can report a running pod's
-//! address and still DEL exactly what was added. [`cni`] runs the plugins, [`conflist`] writes
-//! their configuration, [`netns`] owns the namespaces and [`etc_files`] the pod's `/etc/hosts`
-//! and `/etc/resolv.conf`.
+//! [`PodNetwork::teardown`] (in `teardown.rs`) and [`PodNetwork::status`]. Each pod's CNI
+//! configuration and ADD result are kept in `<data>/network/pods/<uid>/cni.json`, so an agent
+//! that restarts can report a running pod's address and still DEL exactly what was added.
+//! [`cni`] runs the plugins, [`conflist`] writes their configuration, [`netns`] owns the
+//! namespaces and [`etc_files`] the pod's `/etc/hosts` and `/etc/resolv.conf`.
 //!
 //! There is no CNI CHECK of a pod here: the Debian portmap (1.1.1) fails CHECK for an IPv4-only
 //! pod with port mappings, looking for IPv6 rules it never made (containernetworking/plugins
@@ -51,7 +51,10 @@ pub enum NetworkError {
         cni::PLUGINS_PACKAGE
     )]
     PluginNotFound { plugin: String, bin_dir: PathBuf },
-    #[error("CNI plugin \"{plugin}\" {command} failed (code {code}): {msg}{}", with_details(.details))]
+    #[error(
+        "CNI plugin \"{plugin}\" {command} failed (code {code}): {msg}{}",
+        with_details(.details)
+    )]
     Plugin {
         plugin: String,
         command: &'static str,
@@ -219,7 +222,11 @@ impl PodNetwork {
         let loopback = conflist::loopback();
         let net_d = config.net_d();
         if conflist::write_if_changed(&net_d.join(conflist::NETWORK_CONFLIST), &network)? {
-            info!(pod_cidr = %config.pod_cidr, bridge = %config.bridge, "wrote the pod network configuration");
+            info!(
+                pod_cidr = %config.pod_cidr,
+                bridge = %config.bridge,
+                "wrote the pod network configuration"
+            );
         }
         conflist::write_if_changed(&net_d.join(conflist::LOOPBACK_CONFLIST), &loopback)?;
         for dir in [config.ipam_dir(), netns_dir(&config), pods_dir(&config)] {

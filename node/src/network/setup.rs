@@ -21,7 +21,12 @@ impl PodNetwork {
     /// before returning the error, so no half-made pod network remains.
     pub async fn setup(&self, pod: &PodNetworkRequest) -> Result<PodNetworkStatus, NetworkError> {
         validate_uid(&pod.uid)?;
-        let span = info_span!("pod_network_setup", pod.uid = %pod.uid, pod.namespace = %pod.namespace, pod.name = %pod.name);
+        let span = info_span!(
+            "pod_network_setup",
+            pod.uid = %pod.uid,
+            pod.namespace = %pod.namespace,
+            pod.name = %pod.name
+        );
         self.setup_inner(pod).instrument(span).await
     }
 

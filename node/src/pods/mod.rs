@@ -209,6 +209,7 @@ pub async fn run(
         })
         .touched_objects();
     let exits = tokio_stream::wrappers::UnboundedReceiverStream::new(exits);
+    tokio::spawn(remove_orphans(ctx.clone(), reader.clone()));
     Controller::for_stream(stream, reader)
         .reconcile_on(exits)
         .graceful_shutdown_on(shutdown.cancelled_owned())
@@ -222,6 +223,29 @@ pub async fn run(
 }
 
 use kube::runtime::watcher::watcher;
+
+/// Once the first list of this node's pods is in, removes what an earlier agent left for pods
+/// that no longer exist (deleted while no agent ran).
+async fn remove_orphans(ctx: Arc<Context>, pods: reflector::Store<Pod>) {
+    if pods.wait_until_ready().await.is_err() {
+        return;
+    }
+    // Finished pods and pods being deleted are not synced again, so they never adopt.
+    let uids: std::collections::HashSet<String> = pods
+        .state()
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter(|p| {
+            let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
+            !matches!(phase, Some("Succeeded" | "Failed"))
+        })
+        .filter_map(|p| p.uid())
+        .collect();
+    let keep = |uid: &str| uids.contains(uid);
+    for runtime in &ctx.runtimes {
+        runtime.remove_orphans(&keep).await;
+    }
+}
 
 async fn reconcile(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action, PodError> {
     if pod.metadata.deletion_timestamp.is_some() {

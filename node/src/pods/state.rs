@@ -119,6 +119,8 @@ pub struct PodState {
     /// The pod's cgroup, once a container needed it (`Some(None)`: the node has no cgroups).
     pub cgroup: Option<Option<std::path::PathBuf>>,
     pub start_time: Option<jiff::Timestamp>,
+    /// Whether the runtimes were asked for containers an earlier agent left running.
+    pub adopted: bool,
 }
 
 impl PodState {
@@ -131,6 +133,7 @@ impl PodState {
             network: None,
             cgroup: None,
             start_time: None,
+            adopted: false,
         }
     }
 

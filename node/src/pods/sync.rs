@@ -53,6 +53,10 @@ pub(super) async fn sync(
     if state.start_time.is_none() {
         state.start_time = Some(jiff::Timestamp::now());
     }
+    if !state.adopted {
+        state.adopted = true;
+        adopt(pod, state, ctx).await;
+    }
     let spec = pod.spec.clone().unwrap_or_default();
     if state.volumes.is_none() {
         let dir = ctx.pods_dir.join(&state.uid);
@@ -552,6 +556,68 @@ fn watch_exit(
     });
 }
 
+/// Takes over what an earlier agent started for `pod`: its network, and the containers the
+/// runtimes still run (or that ended while no agent watched), with their restart counts.
+async fn adopt(pod: &Pod, state: &mut PodState, ctx: &Context) {
+    if let super::sandbox::NetworkReadiness::Ready(network) = ctx.network()
+        && let Some(status) = network.status(&state.uid)
+    {
+        state.network = Some(super::sandbox::PodNetworkInfo {
+            netns: Some(status.netns),
+            ips: status.ips,
+        });
+    }
+    let spec = sandbox_spec(pod, state, ctx);
+    for runtime in ctx.runtimes.clone() {
+        let Some((sandbox, containers)) = runtime.adopt(&spec).await else {
+            continue;
+        };
+        if let Err(message) = super::sandbox::ensure_cgroup(pod, state, ctx) {
+            debug!(pod = %pod.name_any(), message, "pod cgroup");
+        }
+        state
+            .sandboxes
+            .insert(runtime.handler(), (runtime.clone(), sandbox.clone()));
+        for adopted in containers {
+            let (exited_tx, exited) = watch::channel(adopted.exit.is_some());
+            let cs = state.container(&adopted.name);
+            cs.restart_count = adopted.attempt;
+            cs.image_id = Some(adopted.image_digest.clone());
+            cs.handler = Some(runtime.handler());
+            let running = adopted.exit.is_none();
+            cs.run = Some(Run {
+                id: adopted.id.clone(),
+                started_at: adopted.started_at,
+                exit: adopted.exit,
+                exited,
+            });
+            if running {
+                watch_exit(
+                    pod,
+                    adopted.name,
+                    adopted.id,
+                    runtime.clone(),
+                    sandbox.clone(),
+                    exited_tx,
+                    ctx,
+                );
+            }
+        }
+    }
+}
+
+fn sandbox_spec(pod: &Pod, state: &PodState, ctx: &Context) -> SandboxSpec {
+    SandboxSpec {
+        uid: state.uid.clone(),
+        namespace: pod.namespace().unwrap_or_default(),
+        name: pod.name_any(),
+        dir: ctx.pods_dir.join(&state.uid),
+        network_namespace: state.network.as_ref().and_then(|n| n.netns.clone()),
+        cgroup_parent: state.cgroup.clone().flatten(),
+        hostname: super::sandbox::hostname(pod),
+    }
+}
+
 async fn sandbox_for(
     pod: &Pod,
     state: &mut PodState,
@@ -562,16 +628,7 @@ async fn sandbox_for(
     if let Some((_, id)) = state.sandboxes.get(runtime.handler()) {
         return Ok(id.clone());
     }
-    let spec = SandboxSpec {
-        uid: state.uid.clone(),
-        namespace: pod.namespace().unwrap_or_default(),
-        name: pod.name_any(),
-        dir: ctx.pods_dir.join(&state.uid),
-        network_namespace: state.network.as_ref().and_then(|n| n.netns.clone()),
-        cgroup_parent: state.cgroup.clone().flatten(),
-        hostname: super::sandbox::hostname(pod),
-    };
-    let id = runtime.create(&spec).await?;
+    let id = runtime.create(&sandbox_spec(pod, state, ctx)).await?;
     debug!(pod = %pod.name_any(), handler, "sandbox created");
     state
         .sandboxes

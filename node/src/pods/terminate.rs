@@ -78,6 +78,7 @@ pub(super) async fn delete(pod: &Pod, ctx: &Context) -> Result<(), PodError> {
         .deletion_grace_period_seconds
         .unwrap_or(30)
         .max(0) as u64;
+    debug!(uid, grace, "finishing the graceful deletion of a pod");
     match ctx.forget(&uid) {
         Some(state) => {
             let mut state = state.lock().await;
@@ -110,7 +111,7 @@ pub(super) async fn delete(pod: &Pod, ctx: &Context) -> Result<(), PodError> {
 /// Tears down a pod that disappeared without a graceful deletion (force-deleted).
 pub(super) async fn forget(ctx: &Context, uid: &str) {
     if let Some(state) = ctx.forget(uid) {
-        debug!(uid, "pod removed; tearing its sandboxes down");
+        debug!(uid, "pod removed without a graceful deletion; tearing its sandboxes down");
         let mut state = state.lock().await;
         stop(None, &mut state, Duration::ZERO, ctx).await;
         remove_pod_dir(ctx, uid);

@@ -372,10 +372,14 @@ pub(crate) fn admit_update(
     Ok(new)
 }
 
-/// Whether an object whose deletion was requested has nothing left holding it.
+/// Whether an object whose deletion was requested has nothing left holding it: no finalizers,
+/// and no grace period still running (a pod's node finishes that with a grace-0 delete).
 pub(crate) fn deletion_complete(info: &ResourceInfo, obj: &Value) -> bool {
     objects::is_deleting(obj)
         && objects::finalizers(obj).is_empty()
+        && obj["metadata"]["deletionGracePeriodSeconds"]
+            .as_i64()
+            .is_none_or(|grace| grace == 0)
         && (info.kind != "Namespace"
             || obj["spec"]["finalizers"]
                 .as_array()

@@ -185,6 +185,12 @@ pub(crate) async fn delete<S: Store>(
                 if info.kind == "Namespace" {
                     next["status"]["phase"] = Value::String("Terminating".into());
                 }
+            } else if old["metadata"]["deletionGracePeriodSeconds"]
+                .as_i64()
+                .is_some_and(|current| grace < current)
+            {
+                // A second delete may shorten the grace period, never lengthen it.
+                metadata_mut(&mut next).insert("deletionGracePeriodSeconds".into(), json!(grace));
             }
             metadata_mut(&mut next).remove("resourceVersion");
             commit_update(api, info, &key, &old, revision, next, opts.dry_run)
