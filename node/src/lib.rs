@@ -151,7 +151,12 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> Result<(), 
     );
     // A node that has its podCIDR (an agent restarting) sets up before any pod is looked at,
     // so the pods it adopts keep their addresses; a new one waits for it in the background.
-    if node.spec.as_ref().and_then(|s| s.pod_cidr.as_ref()).is_some() {
+    if node
+        .spec
+        .as_ref()
+        .and_then(|s| s.pod_cidr.as_ref())
+        .is_some()
+    {
         network_ready.await;
     } else {
         tokio::spawn(network_ready);

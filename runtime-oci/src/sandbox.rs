@@ -13,8 +13,8 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use skiff_sandbox::{
-    AdoptedContainer, ArtifactKind, ContainerId, ContainerSpec, ExitReason, ExitStatus, PodSandbox, SandboxError,
-    SandboxId, SandboxSpec,
+    AdoptedContainer, ArtifactKind, ContainerId, ContainerSpec, ExitReason, ExitStatus, PodSandbox,
+    SandboxError, SandboxId, SandboxSpec,
 };
 use tokio::io::{AsyncBufReadExt, AsyncReadExt};
 use tracing::{debug, warn};
@@ -389,7 +389,9 @@ fn find_runs(dir: &Path) -> HashMap<String, Vec<(RunMeta, Arc<ContainerRun>)>> {
             started_at: meta.started_at,
             stopped: Default::default(),
         });
-        runs.entry(meta.sandbox.clone()).or_default().push((meta, run));
+        runs.entry(meta.sandbox.clone())
+            .or_default()
+            .push((meta, run));
     }
     runs
 }

@@ -6,13 +6,17 @@
 
 pub mod cgroup;
 mod events;
+mod grpc_probe;
+mod hooks;
 mod locate;
+mod probes;
 pub mod sandbox;
 mod security;
 pub mod state;
 pub mod status;
 mod sync;
 mod terminate;
+mod termination;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -73,6 +73,10 @@ pub struct Run {
     pub exit: Option<ExitStatus>,
     /// Becomes true when the run exits (log followers stop then).
     pub exited: watch::Receiver<bool>,
+    /// What the run's probes found.
+    pub health: super::probes::Health,
+    /// The run's probe workers, stopped when it exits.
+    pub probes: Vec<tokio::task::AbortHandle>,
 }
 
 #[derive(Debug, Clone, Default)]

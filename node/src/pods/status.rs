@@ -72,6 +72,7 @@ fn container_status(spec: &Container, state: Option<&ContainerState>) -> Contain
         _ => cs.last_termination.as_ref().map(|(id, e)| (id, e)),
     };
     let running = cs.running();
+    let health = cs.run.as_ref().map(|r| r.health);
     ContainerStatus {
         name: spec.name.clone(),
         image: spec.image.clone().unwrap_or_default(),
@@ -82,8 +83,8 @@ fn container_status(spec: &Container, state: Option<&ContainerState>) -> Contain
             .unwrap_or_default(),
         container_id: cs.run.as_ref().map(|r| r.id.0.clone()),
         restart_count: cs.restart_count as i32,
-        ready: running,
-        started: Some(running),
+        ready: running && health.is_some_and(|h| h.ready),
+        started: Some(running && health.is_some_and(|h| h.started)),
         state: Some(current),
         last_state: Some(
             last.map(|(id, e)| K8sContainerState {

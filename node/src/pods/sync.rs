@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use tracing::debug;
 
 use super::state::{ContainerState, PodState, Run, Waiting};
+use super::termination::TerminationMessage;
 use super::{Context, PodError};
 use crate::command::container_argv;
 use crate::env::container_env;
@@ -441,6 +442,26 @@ async fn start(
             None,
         ));
     }
+    let termination = runs_as_process.then(|| {
+        TerminationMessage::new(
+            &ctx.pods_dir.join(&state.uid),
+            container,
+            restart_count,
+            log.clone(),
+        )
+    });
+    if let Some(termination) = &termination {
+        match termination.prepare(container) {
+            Ok(mount) => mounts.push(mount),
+            Err(e) => {
+                return Err(hold(
+                    "CreateContainerError",
+                    format!("creating the termination message file: {e}"),
+                    None,
+                ));
+            }
+        }
+    }
     let spec = ContainerSpec {
         name: container.name.clone(),
         image: artifact.clone(),
@@ -499,20 +520,71 @@ async fn start(
         started_at,
         exit: None,
         exited,
+        health: super::probes::Health::initial(container),
+        probes: Vec::new(),
     });
     cs.waiting = None;
     cs.image_id = Some(artifact.digest.clone());
     cs.handler = Some(runtime.handler());
+    start_probes(pod, container, &id, &runtime, &sandbox, state, ctx);
     watch_exit(
         pod,
         container.name.clone(),
         id,
-        runtime,
-        sandbox,
+        (runtime.clone(), sandbox.clone()),
+        termination,
         exited_tx,
         ctx,
     );
+    if let Some(hook) = super::hooks::post_start(container) {
+        let ip = state.network.as_ref().and_then(|n| n.ips.first().copied());
+        if let Err(message) = super::hooks::run(hook, container, ip).await {
+            ctx.events
+                .pod(pod, at, EventType::Warning, "FailedPostStartHook", message);
+            let grace = pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.termination_grace_period_seconds)
+                .unwrap_or(30)
+                .max(0) as u64;
+            if let Err(e) = runtime
+                .stop_container(&sandbox, &container.name, Duration::from_secs(grace))
+                .await
+            {
+                debug!(container = %container.name, error = %e, "killing after a failed postStart hook");
+            }
+        }
+    }
     Ok(())
+}
+
+/// Starts the probes of a run that has just started (or was adopted).
+fn start_probes(
+    pod: &Pod,
+    container: &Container,
+    id: &skiff_sandbox::ContainerId,
+    runtime: &Arc<dyn PodSandbox>,
+    sandbox: &SandboxId,
+    state: &mut PodState,
+    ctx: &Context,
+) {
+    let Some(shared) = ctx.state_by_uid(&state.uid) else {
+        return;
+    };
+    let handles = super::probes::start(
+        super::probes::Target {
+            pod: Arc::new(pod.clone()),
+            container: container.clone(),
+            run: id.clone(),
+            runtime: runtime.clone(),
+            sandbox: sandbox.clone(),
+            state: shared,
+        },
+        ctx,
+    );
+    if let Some(run) = state.container(&container.name).run.as_mut() {
+        run.probes = handles;
+    }
 }
 
 /// Waits for the run to end, records its exit in the pod's state and wakes the pod's worker.
@@ -520,8 +592,8 @@ fn watch_exit(
     pod: &Pod,
     container: String,
     id: skiff_sandbox::ContainerId,
-    runtime: Arc<dyn PodSandbox>,
-    sandbox: SandboxId,
+    (runtime, sandbox): (Arc<dyn PodSandbox>, SandboxId),
+    termination: Option<TerminationMessage>,
     exited_tx: watch::Sender<bool>,
     ctx: &Context,
 ) {
@@ -531,7 +603,7 @@ fn watch_exit(
     let reference = kube::runtime::reflector::ObjectRef::from_obj(pod);
     let exits = ctx.exits.clone();
     tokio::spawn(async move {
-        let exit = match runtime.wait_container(&sandbox, &container).await {
+        let mut exit = match runtime.wait_container(&sandbox, &container).await {
             Ok(exit) => exit,
             Err(e) => {
                 debug!(container, error = %e, "waiting for a container failed");
@@ -544,11 +616,15 @@ fn watch_exit(
                 }
             }
         };
+        if exit.message.is_none() {
+            exit.message = termination.and_then(|t| t.read(exit.exit_code));
+        }
         {
             let mut state = state.lock().await;
             let cs: &mut ContainerState = state.container(&container);
             if let Some(run) = cs.run.as_mut().filter(|r| r.id == id) {
                 run.exit = Some(exit);
+                run.probes.drain(..).for_each(|p| p.abort());
             }
         }
         let _ = exited_tx.send(true);
@@ -585,19 +661,47 @@ async fn adopt(pod: &Pod, state: &mut PodState, ctx: &Context) {
             cs.image_id = Some(adopted.image_digest.clone());
             cs.handler = Some(runtime.handler());
             let running = adopted.exit.is_none();
+            let spec = pod
+                .spec
+                .iter()
+                .flat_map(|s| {
+                    s.containers
+                        .iter()
+                        .chain(s.init_containers.iter().flatten())
+                })
+                .find(|c| c.name == adopted.name)
+                .cloned()
+                .unwrap_or_default();
             cs.run = Some(Run {
                 id: adopted.id.clone(),
                 started_at: adopted.started_at,
                 exit: adopted.exit,
                 exited,
+                health: super::probes::Health::initial(&spec),
+                probes: Vec::new(),
             });
             if running {
+                start_probes(pod, &spec, &adopted.id, &runtime, &sandbox, state, ctx);
+                let log = log_path(
+                    &ctx.logs_dir,
+                    &pod.namespace().unwrap_or_default(),
+                    &pod.name_any(),
+                    &state.uid,
+                    &adopted.name,
+                    adopted.attempt,
+                );
+                let termination = TerminationMessage::new(
+                    &ctx.pods_dir.join(&state.uid),
+                    &spec,
+                    adopted.attempt,
+                    log,
+                );
                 watch_exit(
                     pod,
                     adopted.name,
                     adopted.id,
-                    runtime.clone(),
-                    sandbox.clone(),
+                    (runtime.clone(), sandbox.clone()),
+                    Some(termination),
                     exited_tx,
                     ctx,
                 );

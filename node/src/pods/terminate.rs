@@ -51,6 +51,43 @@ async fn stop(pod: Option<&Pod>, state: &mut PodState, grace: Duration, ctx: &Co
                 format!("Stopping container {name}"),
             );
         }
+        let mut grace = grace;
+        let spec = pod.and_then(|p| {
+            p.spec
+                .iter()
+                .flat_map(|s| {
+                    s.containers
+                        .iter()
+                        .chain(s.init_containers.iter().flatten())
+                })
+                .find(|c| &c.name == name)
+        });
+        if let (Some(pod), Some(spec)) = (pod, spec)
+            && !grace.is_zero()
+            && let Some(hook) = super::hooks::pre_stop(spec)
+        {
+            // The hook runs within the grace period; SIGTERM gets what it leaves (at least 2 s,
+            // as the kubelet grants).
+            let started = std::time::Instant::now();
+            let ip = state.network.as_ref().and_then(|n| n.ips.first().copied());
+            match tokio::time::timeout(grace, super::hooks::run(hook, spec, ip)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(message)) => {
+                    ctx.events
+                        .pod(pod, Some((name, false)), EventType::Warning, "FailedPreStopHook", message)
+                }
+                Err(_) => ctx.events.pod(
+                    pod,
+                    Some((name, false)),
+                    EventType::Warning,
+                    "FailedPreStopHook",
+                    format!("PreStopHook for Container {name:?} did not complete within the grace period"),
+                ),
+            }
+            grace = grace
+                .saturating_sub(started.elapsed())
+                .max(Duration::from_secs(2));
+        }
         if let Err(e) = runtime.stop_container(id, name, grace).await {
             warn!(container = %name, error = %e, "stopping a container failed");
         }
@@ -111,7 +148,10 @@ pub(super) async fn delete(pod: &Pod, ctx: &Context) -> Result<(), PodError> {
 /// Tears down a pod that disappeared without a graceful deletion (force-deleted).
 pub(super) async fn forget(ctx: &Context, uid: &str) {
     if let Some(state) = ctx.forget(uid) {
-        debug!(uid, "pod removed without a graceful deletion; tearing its sandboxes down");
+        debug!(
+            uid,
+            "pod removed without a graceful deletion; tearing its sandboxes down"
+        );
         let mut state = state.lock().await;
         stop(None, &mut state, Duration::ZERO, ctx).await;
         remove_pod_dir(ctx, uid);

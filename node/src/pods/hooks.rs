@@ -1,0 +1,58 @@
+//! Lifecycle hooks: `postStart` right after a container starts (a failure kills it, as the
+//! kubelet does) and `preStop` before it is stopped (within the grace period, whose rest is
+//! left for SIGTERM). httpGet hooks reach the pod's IP from the node; `sleep` waits.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Container, LifecycleHandler};
+
+pub(super) fn post_start(container: &Container) -> Option<&LifecycleHandler> {
+    container.lifecycle.as_ref()?.post_start.as_ref()
+}
+
+pub(super) fn pre_stop(container: &Container) -> Option<&LifecycleHandler> {
+    container.lifecycle.as_ref()?.pre_stop.as_ref()
+}
+
+/// Runs `handler` for `container`; `Err` is the kubelet's message for the failure.
+pub(super) async fn run(
+    handler: &LifecycleHandler,
+    container: &Container,
+    pod_ip: Option<IpAddr>,
+) -> Result<(), String> {
+    if let Some(sleep) = &handler.sleep {
+        tokio::time::sleep(Duration::from_secs(sleep.seconds.max(0) as u64)).await;
+        return Ok(());
+    }
+    if let Some(http) = &handler.http_get {
+        let host = match http.host.as_deref().filter(|h| !h.is_empty()) {
+            Some(host) => host.to_string(),
+            None => pod_ip.ok_or("the pod has no IP")?.to_string(),
+        };
+        let port = super::probes::resolve_port(container, &http.port)?;
+        let headers: Vec<(String, String)> = http
+            .http_headers
+            .iter()
+            .flatten()
+            .map(|h| (h.name.clone(), h.value.clone()))
+            .collect();
+        let path = http.path.as_deref().unwrap_or("/");
+        return super::probes::http_get(&host, port, path, &headers)
+            .await
+            .map_err(|e| {
+                format!(
+                    "Http lifecycle hook ({path}) for Container {:?} failed - error: {e}",
+                    container.name
+                )
+            });
+    }
+    if let Some(exec) = &handler.exec {
+        return Err(format!(
+            "Exec lifecycle hook ({:?}) for Container {:?} failed - error: exec hooks are not supported yet",
+            exec.command.clone().unwrap_or_default(),
+            container.name
+        ));
+    }
+    Err("the lifecycle hook names no action".into())
+}
