@@ -118,6 +118,8 @@ pub struct PodState {
     pub containers: HashMap<String, ContainerState>,
     /// The pod's volumes, once prepared.
     pub volumes: Option<crate::volumes::PodVolumes>,
+    /// When the volumes were last brought up to date.
+    pub volumes_synced: Option<Instant>,
     /// The pod's network, once a container needed it.
     pub network: Option<super::sandbox::PodNetworkInfo>,
     /// The pod's cgroup, once a container needed it (`Some(None)`: the node has no cgroups).
@@ -134,6 +136,7 @@ impl PodState {
             sandboxes: HashMap::new(),
             containers: HashMap::new(),
             volumes: None,
+            volumes_synced: None,
             network: None,
             cgroup: None,
             start_time: None,

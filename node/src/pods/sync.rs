@@ -46,6 +46,23 @@ pub(super) fn facts(ctx: &Context, state: &PodState) -> PodFacts {
     }
 }
 
+/// How often ConfigMap, Secret, downwardAPI and projected volumes are brought up to date
+/// (the kubelet takes up to its sync period, a minute, plus its cache's TTL).
+const VOLUME_RESYNC: Duration = Duration::from_secs(10);
+
+/// Whether `pod` has volumes whose content follows API objects.
+fn refreshed_volumes(pod: &Pod) -> bool {
+    pod.spec
+        .iter()
+        .flat_map(|s| s.volumes.iter().flatten())
+        .any(|v| {
+            v.config_map.is_some()
+                || v.secret.is_some()
+                || v.downward_api.is_some()
+                || v.projected.is_some()
+        })
+}
+
 pub(super) async fn sync(
     pod: &Pod,
     state: &mut PodState,
@@ -59,7 +76,23 @@ pub(super) async fn sync(
         adopt(pod, state, ctx).await;
     }
     let spec = pod.spec.clone().unwrap_or_default();
+    let refresh = refreshed_volumes(pod);
+    let due = refresh
+        && state
+            .volumes_synced
+            .is_none_or(|at| at.elapsed() >= VOLUME_RESYNC);
+    if state.volumes.is_some() && due {
+        // Republished in place (atomically, through `..data`) when the objects changed; a
+        // failure keeps what the containers see now.
+        let dir = ctx.pods_dir.join(&state.uid);
+        match prepare_volumes(pod, &dir, &ctx.objects, &facts(ctx, state)).await {
+            Ok(volumes) => state.volumes = Some(volumes),
+            Err(e) => debug!(pod = %pod.name_any(), error = %e, "refreshing volumes failed"),
+        }
+        state.volumes_synced = Some(Instant::now());
+    }
     if state.volumes.is_none() {
+        state.volumes_synced = Some(Instant::now());
         let dir = ctx.pods_dir.join(&state.uid);
         std::fs::create_dir_all(&dir).map_err(|source| PodError::Dir {
             path: dir.clone(),
@@ -94,7 +127,7 @@ pub(super) async fn sync(
         }
         return ensure_running(pod, init, true, state, ctx).await;
     }
-    let mut next: Option<Duration> = None;
+    let mut next: Option<Duration> = refresh.then_some(VOLUME_RESYNC);
     for container in &spec.containers {
         let cs = state.container(&container.name);
         if cs.running() {

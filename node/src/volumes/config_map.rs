@@ -6,8 +6,10 @@ use std::path::Path;
 
 use k8s_openapi::api::core::v1::ConfigMapVolumeSource;
 
-use super::atomic_writer::AtomicWriter;
-use super::{SetUpError, bytes, key_payload};
+use k8s_openapi::api::core::v1::KeyToPath;
+
+use super::atomic_writer::{AtomicWriter, Payload};
+use super::{DEFAULT_MODE, SetUpError, bytes, key_payload, mode};
 use crate::objects::ObjectSource;
 
 pub(super) async fn set_up(
@@ -16,8 +18,29 @@ pub(super) async fn set_up(
     namespace: &str,
     objects: &dyn ObjectSource,
 ) -> Result<(), SetUpError> {
-    let optional = source.optional == Some(true);
-    let entries = match objects.config_map(namespace, &source.name).await? {
+    let payload = payload(
+        &source.name,
+        source.items.as_deref(),
+        source.optional == Some(true),
+        mode(source.default_mode, DEFAULT_MODE),
+        namespace,
+        objects,
+    )
+    .await?;
+    AtomicWriter::new(dir).write(&payload)?;
+    Ok(())
+}
+
+/// The files of ConfigMap `name` (also a projected volume's `configMap` source).
+pub(super) async fn payload(
+    name: &str,
+    items: Option<&[KeyToPath]>,
+    optional: bool,
+    default_mode: u32,
+    namespace: &str,
+    objects: &dyn ObjectSource,
+) -> Result<Payload, SetUpError> {
+    let entries = match objects.config_map(namespace, name).await? {
         Some(cm) => {
             let text = cm
                 .data
@@ -27,15 +50,9 @@ pub(super) async fn set_up(
             text.chain(bytes(cm.binary_data.as_ref())).collect()
         }
         None if optional => Default::default(),
-        None => return Err(SetUpError::ConfigMapNotFound(source.name.clone())),
+        None => return Err(SetUpError::ConfigMapNotFound(name.to_owned())),
     };
-    let payload = key_payload(
-        &entries,
-        source.items.as_deref(),
-        source.default_mode,
-        optional,
-        |key| SetUpError::ConfigMapKeyNotFound(key.to_owned()),
-    )?;
-    AtomicWriter::new(dir).write(&payload)?;
-    Ok(())
+    key_payload(&entries, items, default_mode, optional, |key| {
+        SetUpError::ConfigMapKeyNotFound(key.to_owned())
+    })
 }

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use k8s_openapi::api::core::v1::{DownwardAPIVolumeSource, Pod};
+use k8s_openapi::api::core::v1::{DownwardAPIVolumeFile, DownwardAPIVolumeSource, Pod};
 
 use super::atomic_writer::{AtomicWriter, FileProjection, Payload};
 use super::{DEFAULT_MODE, SetUpError, mode};
@@ -19,8 +19,25 @@ pub(super) fn set_up(
     facts: &PodFacts,
 ) -> Result<(), SetUpError> {
     let default_mode = mode(source.default_mode, DEFAULT_MODE);
+    let payload = payload(
+        source.items.as_deref().unwrap_or_default(),
+        default_mode,
+        pod,
+        facts,
+    )?;
+    AtomicWriter::new(dir).write(&payload)?;
+    Ok(())
+}
+
+/// The files of downward API `items` (also a projected volume's `downwardAPI` source).
+pub(super) fn payload(
+    items: &[DownwardAPIVolumeFile],
+    default_mode: u32,
+    pod: &Pod,
+    facts: &PodFacts,
+) -> Result<Payload, SetUpError> {
     let mut payload = Payload::new();
-    for item in source.items.iter().flatten() {
+    for item in items {
         let data = if let Some(field) = &item.field_ref {
             metadata_field(pod, &field.field_path)?
         } else if let Some(resource) = &item.resource_field_ref {
@@ -35,6 +52,5 @@ pub(super) fn set_up(
         };
         payload.insert(item.path.clone(), file);
     }
-    AtomicWriter::new(dir).write(&payload)?;
-    Ok(())
+    Ok(payload)
 }

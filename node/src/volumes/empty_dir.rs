@@ -1,5 +1,6 @@
-//! `emptyDir`: a directory that lives as long as the pod. `medium: Memory` and `sizeLimit`
-//! are recorded for the OCI runtime (tmpfs, eviction); on disk it is a plain directory.
+//! `emptyDir`: a directory that lives as long as the pod, on the node's disk, or with
+//! `medium: Memory` a tmpfs mounted there (limited to `sizeLimit`), whose pages count
+//! against the memory of the containers that write them.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -22,6 +23,41 @@ pub enum EmptyDirMedium {
 pub struct EmptyDirSpec {
     pub medium: EmptyDirMedium,
     pub size_limit_bytes: Option<u64>,
+}
+
+/// Whether something is mounted on `dir` (its device differs from its parent's).
+fn is_mount_point(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let (Ok(own), Some(Ok(parent))) = (fs::metadata(dir), dir.parent().map(fs::metadata)) else {
+        return false;
+    };
+    own.dev() != parent.dev()
+}
+
+fn mount_tmpfs(dir: &Path, size_limit_bytes: Option<u64>) -> std::io::Result<()> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let target = CString::new(dir.as_os_str().as_bytes())?;
+    let mut options = String::from("mode=0777");
+    if let Some(size) = size_limit_bytes {
+        options.push_str(&format!(",size={size}"));
+    }
+    let options = CString::new(options)?;
+    // SAFETY: every pointer is a valid NUL-terminated string for the duration of the call.
+    let rc = unsafe {
+        libc::mount(
+            c"tmpfs".as_ptr(),
+            target.as_ptr(),
+            c"tmpfs".as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV,
+            options.as_ptr().cast(),
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 /// Creates the directory (kept, with its contents, if it exists), world-writable as the
@@ -50,6 +86,9 @@ pub(super) fn set_up(
         source,
     };
     fs::create_dir_all(dir).map_err(io)?;
+    if medium == EmptyDirMedium::Memory && !is_mount_point(dir) {
+        mount_tmpfs(dir, size_limit_bytes).map_err(io)?;
+    }
     fs::set_permissions(dir, fs::Permissions::from_mode(0o777)).map_err(io)?;
     Ok(EmptyDirSpec {
         medium,

@@ -3,9 +3,10 @@
 //! names, [`container_mounts`] turns a container's `volumeMounts` into
 //! [`skiff_sandbox::Mount`]s, and [`remove_volumes`] deletes what the pod owned.
 //!
-//! Sources: `emptyDir` ([`empty_dir`]), `configMap` ([`config_map`]), `secret` ([`secret`]),
-//! `downwardAPI` ([`downward_api`]), all three written through the kubelet's
-//! [`atomic_writer`], and `hostPath` ([`host_path`]). Any other source is refused by name.
+//! Sources: `emptyDir` ([`empty_dir`], a tmpfs for `medium: Memory`), `configMap`
+//! ([`config_map`]), `secret` ([`secret`]), `downwardAPI` ([`downward_api`]) and `projected`
+//! ([`projected`]), the last four written through the kubelet's [`atomic_writer`], and
+//! `hostPath` ([`host_path`]). Any other source is refused by name.
 //! Set-up failures read as the kubelet's FailedMount events:
 //! `MountVolume.SetUp failed for volume "cfg" : configmap "x" not found`.
 
@@ -15,6 +16,7 @@ mod downward_api;
 mod empty_dir;
 mod host_path;
 mod mounts;
+mod projected;
 mod secret;
 
 use std::collections::BTreeMap;
@@ -24,7 +26,7 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{
     ConfigMapVolumeSource, DownwardAPIVolumeSource, EmptyDirVolumeSource, HostPathVolumeSource,
-    KeyToPath, Pod, SecretVolumeSource, Volume,
+    KeyToPath, Pod, ProjectedVolumeSource, SecretVolumeSource, Volume,
 };
 
 use crate::env::downward::DownwardError;
@@ -85,6 +87,10 @@ pub enum SetUpError {
     InvalidHostPathType(String),
     #[error("emptyDir medium {0:?} is not supported by this node")]
     UnsupportedMedium(String),
+    #[error("projected {0} sources are not supported by this node")]
+    UnsupportedProjection(&'static str),
+    #[error("projected sources conflict: more than one writes {0:?}")]
+    ProjectionConflict(String),
     #[error("invalid sizeLimit {value:?}: {source}")]
     SizeLimit {
         value: String,
@@ -112,6 +118,7 @@ pub enum VolumeKind {
     ConfigMap,
     Secret,
     DownwardApi,
+    Projected,
     HostPath,
 }
 
@@ -119,7 +126,10 @@ impl VolumeKind {
     /// ConfigMap, Secret and downwardAPI volumes are mounted read-only whatever the
     /// volumeMount says, as the kubelet does.
     pub fn always_read_only(&self) -> bool {
-        matches!(self, Self::ConfigMap | Self::Secret | Self::DownwardApi)
+        matches!(
+            self,
+            Self::ConfigMap | Self::Secret | Self::DownwardApi | Self::Projected
+        )
     }
 }
 
@@ -154,6 +164,7 @@ enum Source<'a> {
     ConfigMap(&'a ConfigMapVolumeSource),
     Secret(&'a SecretVolumeSource),
     DownwardApi(&'a DownwardAPIVolumeSource),
+    Projected(&'a ProjectedVolumeSource),
     HostPath(&'a HostPathVolumeSource),
 }
 
@@ -164,6 +175,7 @@ impl Source<'_> {
             Self::ConfigMap(_) => "kubernetes.io~configmap",
             Self::Secret(_) => "kubernetes.io~secret",
             Self::DownwardApi(_) => "kubernetes.io~downward-api",
+            Self::Projected(_) => "kubernetes.io~projected",
             Self::HostPath(_) => "kubernetes.io~host-path",
         }
     }
@@ -192,9 +204,11 @@ fn classify(volume: &Volume) -> Result<Source<'_>, VolumeError> {
     if let Some(s) = &v.host_path {
         return Ok(Source::HostPath(s));
     }
-    let others: [(bool, &'static str); 25] = [
+    if let Some(s) = &v.projected {
+        return Ok(Source::Projected(s));
+    }
+    let others: [(bool, &'static str); 24] = [
         (v.persistent_volume_claim.is_some(), "persistentVolumeClaim"),
-        (v.projected.is_some(), "projected"),
         (v.ephemeral.is_some(), "ephemeral"),
         (v.image.is_some(), "image"),
         (v.csi.is_some(), "csi"),
@@ -275,6 +289,10 @@ pub async fn prepare_volumes(
                     downward_api::set_up(&dir, s, pod, facts)?;
                     (dir.clone(), VolumeKind::DownwardApi)
                 }
+                Source::Projected(s) => {
+                    projected::set_up(&dir, s, pod, namespace, objects, facts).await?;
+                    (dir.clone(), VolumeKind::Projected)
+                }
                 Source::HostPath(s) => (host_path::set_up(s)?, VolumeKind::HostPath),
             })
         };
@@ -299,6 +317,10 @@ pub async fn prepare_volumes(
 /// removed, never followed.
 pub fn remove_volumes(pod_dir: &Path) -> Result<(), VolumeError> {
     let dir = volumes_dir(pod_dir);
+    unmount_below(&dir).map_err(|source| VolumeError::Io {
+        path: dir.clone(),
+        source,
+    })?;
     match std::fs::remove_dir_all(&dir) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(VolumeError::Io {
             path: dir,
@@ -306,6 +328,56 @@ pub fn remove_volumes(pod_dir: &Path) -> Result<(), VolumeError> {
         }),
         _ => Ok(()),
     }
+}
+
+/// Unmounts whatever is mounted at or below `dir` (Memory emptyDirs), deepest first, so that
+/// removing the directory never reaches into a mount.
+fn unmount_below(dir: &Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(dir) = dir.canonicalize() else {
+        return Ok(());
+    };
+    let info = std::fs::read_to_string("/proc/self/mountinfo")?;
+    let mut targets: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(unescape_mount_path)
+        .filter(|target| target.starts_with(&dir))
+        .collect();
+    targets.sort_by_key(|t| std::cmp::Reverse(t.as_os_str().len()));
+    for target in targets {
+        let path = std::ffi::CString::new(target.as_os_str().as_bytes())?;
+        // SAFETY: a valid NUL-terminated path.
+        if unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) } != 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EINVAL) {
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A mountinfo path with its octal escapes (`\040` for a space) decoded.
+fn unescape_mount_path(field: &str) -> PathBuf {
+    use std::os::unix::ffi::OsStringExt;
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\'
+            && let Some(code) = field
+                .get(i + 1..i + 4)
+                .and_then(|o| u8::from_str_radix(o, 8).ok())
+        {
+            out.push(code);
+            i += 4;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    PathBuf::from(std::ffi::OsString::from_vec(out))
 }
 
 fn volumes_dir(pod_dir: &Path) -> PathBuf {
@@ -317,11 +389,10 @@ fn volumes_dir(pod_dir: &Path) -> PathBuf {
 fn key_payload(
     entries: &BTreeMap<String, Vec<u8>>,
     items: Option<&[KeyToPath]>,
-    default_mode: Option<i32>,
+    default_mode: u32,
     optional: bool,
     missing: impl Fn(&str) -> SetUpError,
 ) -> Result<Payload, SetUpError> {
-    let default_mode = mode(default_mode, DEFAULT_MODE);
     let mut payload = Payload::new();
     match items {
         Some(items) if !items.is_empty() => {

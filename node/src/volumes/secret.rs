@@ -6,8 +6,10 @@ use std::path::Path;
 
 use k8s_openapi::api::core::v1::SecretVolumeSource;
 
-use super::atomic_writer::AtomicWriter;
-use super::{SetUpError, bytes, key_payload};
+use k8s_openapi::api::core::v1::KeyToPath;
+
+use super::atomic_writer::{AtomicWriter, Payload};
+use super::{DEFAULT_MODE, SetUpError, bytes, key_payload, mode};
 use crate::objects::ObjectSource;
 
 pub(super) async fn set_up(
@@ -16,20 +18,34 @@ pub(super) async fn set_up(
     namespace: &str,
     objects: &dyn ObjectSource,
 ) -> Result<(), SetUpError> {
-    let optional = source.optional == Some(true);
-    let name = source.secret_name.as_deref().unwrap_or_default();
+    let payload = payload(
+        source.secret_name.as_deref().unwrap_or_default(),
+        source.items.as_deref(),
+        source.optional == Some(true),
+        mode(source.default_mode, DEFAULT_MODE),
+        namespace,
+        objects,
+    )
+    .await?;
+    AtomicWriter::new(dir).write(&payload)?;
+    Ok(())
+}
+
+/// The files of Secret `name` (also a projected volume's `secret` source).
+pub(super) async fn payload(
+    name: &str,
+    items: Option<&[KeyToPath]>,
+    optional: bool,
+    default_mode: u32,
+    namespace: &str,
+    objects: &dyn ObjectSource,
+) -> Result<Payload, SetUpError> {
     let entries = match objects.secret(namespace, name).await? {
         Some(secret) => bytes(secret.data.as_ref()).collect(),
         None if optional => Default::default(),
         None => return Err(SetUpError::SecretNotFound(name.to_owned())),
     };
-    let payload = key_payload(
-        &entries,
-        source.items.as_deref(),
-        source.default_mode,
-        optional,
-        |key| SetUpError::SecretKeyNotFound(key.to_owned()),
-    )?;
-    AtomicWriter::new(dir).write(&payload)?;
-    Ok(())
+    key_payload(&entries, items, default_mode, optional, |key| {
+        SetUpError::SecretKeyNotFound(key.to_owned())
+    })
 }

@@ -81,11 +81,66 @@ async fn empty_dir_is_a_writable_dir_that_survives_a_second_prepare() {
         })
     );
     assert_eq!(mode(&scratch.path), 0o777);
+    let mounted = |dir: &Path| {
+        let info = fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+        info.lines().any(|l| {
+            l.split(' ').nth(4) == Some(dir.to_str().expect("utf-8"))
+                && l.contains(" - tmpfs ")
+                && l.contains("size=65536k")
+        })
+    };
+    let scratch_dir = scratch.path.canonicalize().expect("canonical");
+    let mounted_now = mounted(&scratch_dir);
     fs::write(scratch.path.join("state"), "kept").expect("write");
     prepare(tmp.path(), spec, &objects())
         .await
         .expect("second prepare");
-    assert_eq!(read(&scratch.path.join("state")), "kept");
+    let kept = read(&scratch.path.join("state"));
+    remove_volumes(tmp.path()).expect("remove");
+    assert!(mounted_now, "medium Memory is a tmpfs of sizeLimit");
+    assert_eq!(kept, "kept");
+    assert!(!mounted(&scratch_dir), "removal unmounts it");
+    assert!(!tmp.path().join("volumes").exists());
+}
+
+#[tokio::test]
+async fn projected_volumes_merge_their_sources_into_one_directory() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let vols = prepare(
+        tmp.path(),
+        json!([{"name": "all", "projected": {"defaultMode": 0o400, "sources": [
+            {"configMap": {"name": "cfg", "items": [{"key": "app.conf", "path": "conf/app.conf"}]}},
+            {"secret": {"name": "creds"}},
+            {"downwardAPI": {"items": [{"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]}}
+        ]}}]),
+        &objects(),
+    )
+    .await
+    .expect("prepare");
+    let all = vols.get("all").expect("all");
+    assert_eq!(
+        all.path,
+        tmp.path().join("volumes/kubernetes.io~projected/all")
+    );
+    assert!(all.kind.always_read_only());
+    assert_eq!(read(&all.path.join("conf/app.conf")), "level=debug");
+    assert_eq!(read(&all.path.join("password")), "s3cret");
+    assert_eq!(read(&all.path.join("labels")), "app=\"web\"");
+    assert_eq!(mode(&all.path.join("password")), 0o400);
+
+    let conflict = prepare(
+        tmp.path(),
+        json!([{"name": "twice", "projected": {"sources": [
+            {"configMap": {"name": "cfg"}}, {"configMap": {"name": "cfg"}}
+        ]}}]),
+        &objects(),
+    )
+    .await
+    .expect_err("conflict");
+    assert_eq!(
+        conflict.to_string(),
+        "MountVolume.SetUp failed for volume \"twice\" : projected sources conflict: more than one writes \"app.conf\""
+    );
 }
 
 #[tokio::test]
@@ -309,14 +364,14 @@ async fn unsupported_sources_are_named_and_nothing_is_written() {
     assert!(!tmp.path().join("volumes").exists());
     let err = prepare(
         tmp.path(),
-        json!([{"name": "p", "projected": {"sources": []}}]),
+        json!([{"name": "p", "nfs": {"server": "example", "path": "/"}}]),
         &objects(),
     )
     .await
-    .expect_err("projected");
+    .expect_err("nfs");
     assert_eq!(
         err.to_string(),
-        "volume \"p\": projected volumes are not supported by this node"
+        "volume \"p\": nfs volumes are not supported by this node"
     );
 }
 
