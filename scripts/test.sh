@@ -21,10 +21,23 @@ declare -A PACKAGES=(
     [skopeo]=skopeo
     [umoci]=umoci
     [busybox]=busybox-static
+    # Pod networking (CNI's bridge plugin masquerades through iptables) and the end-to-end
+    # tests' checks and cleanup of links, NAT rules and processes.
+    [ip]=iproute2
+    [iptables]=iptables
+    [kill]=procps
+)
+# file -> package, for packages that put no command on PATH.
+declare -A FILES=(
+    # The CNI plugins (bridge, host-local, loopback, portmap) pods are networked with.
+    [/usr/lib/cni/bridge]=containernetworking-plugins
 )
 missing=()
 for cmd in "${!PACKAGES[@]}"; do
     command -v "$cmd" >/dev/null 2>&1 || missing+=("${PACKAGES[$cmd]}")
+done
+for file in "${!FILES[@]}"; do
+    [[ -e $file ]] || missing+=("${FILES[$file]}")
 done
 # The venv module is a separate package on Debian.
 /usr/bin/python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
@@ -38,6 +51,9 @@ if ((${#missing[@]})); then
 fi
 for cmd in "${!PACKAGES[@]}"; do
     command -v "$cmd" >/dev/null 2>&1 || die "$cmd is still missing after installing ${PACKAGES[$cmd]}"
+done
+for file in "${!FILES[@]}"; do
+    [[ -e $file ]] || die "$file is still missing after installing ${FILES[$file]}"
 done
 
 # --- kubectl: the stock client the end-to-end tests drive -----------------------------------------

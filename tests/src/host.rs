@@ -73,7 +73,10 @@ impl NodeFootprint {
             found.push(format!("mount {}", point.display()));
         }
         let listed = [
-            ("network namespace file", self.node_dir.join("network/netns")),
+            (
+                "network namespace file",
+                self.node_dir.join("network/netns"),
+            ),
             ("pod network state", self.node_dir.join("network/pods")),
             ("pod directory", self.node_dir.join("pods")),
             ("container bundle", self.node_dir.join("oci/containers")),
@@ -354,15 +357,107 @@ pub(crate) fn links_on_bridge(bridge: &str) -> Vec<String> {
 /// The NAT rules (`iptables -t nat -S`) naming an address that starts with `prefix` (`10.57.`):
 /// the masquerade and port-mapping rules CNI adds per pod.
 pub(crate) fn nat_rules_mentioning(prefix: &str) -> Vec<String> {
-    let out = match Command::new("iptables").args(["-t", "nat", "-S"]).output() {
-        Ok(out) => out,
-        Err(e) => return vec![format!("cannot run `iptables` (is it installed?): {e}")],
-    };
-    String::from_utf8_lossy(&out.stdout)
+    match nat_rules() {
+        Ok(rules) => rules
+            .into_iter()
+            .filter(|line| mentions_address(line, prefix))
+            .collect(),
+        Err(e) => vec![e],
+    }
+}
+
+/// `iptables -t nat -S`, one rule or chain per line.
+fn nat_rules() -> Result<Vec<String>, String> {
+    let out = Command::new("iptables")
+        .args(["-w", "-t", "nat", "-S"])
+        .output()
+        .map_err(|e| format!("cannot run `iptables` (is it installed?): {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "`iptables -t nat -S` failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
         .lines()
-        .filter(|line| mentions_address(line, prefix))
         .map(str::to_string)
-        .collect()
+        .collect())
+}
+
+/// Removes the per-pod NAT state CNI added for addresses starting with `prefix`, as a CNI DEL
+/// would have: the `CNI-…` chains whose rules name such an address (the bridge plugin's
+/// masquerade chains, portmap's `CNI-DN-…`), every rule that jumps to them or names such an
+/// address, then the chains. The shared `CNI-HOSTPORT-…` chains stay, as DEL leaves them.
+pub(crate) fn remove_nat_rules(prefix: &str) -> Vec<String> {
+    let rules = match nat_rules() {
+        Ok(rules) => rules,
+        Err(e) => return vec![e],
+    };
+    let parsed: Vec<Vec<String>> = rules.iter().map(|line| shell_words(line)).collect();
+    let mut chains: Vec<String> = Vec::new();
+    for (line, args) in rules.iter().zip(&parsed) {
+        if let [flag, chain, ..] = args.as_slice()
+            && flag == "-A"
+            && chain.starts_with("CNI-")
+            && !chain.starts_with("CNI-HOSTPORT-")
+            && mentions_address(line, prefix)
+            && !chains.contains(chain)
+        {
+            chains.push(chain.clone());
+        }
+    }
+    let mut problems = Vec::new();
+    for (line, args) in rules.iter().zip(&parsed) {
+        let [flag, chain, rest @ ..] = args.as_slice() else {
+            continue;
+        };
+        let jumps_to_ours = rest
+            .windows(2)
+            .any(|w| (w[0] == "-j" || w[0] == "-g") && chains.contains(&w[1]));
+        if flag == "-A"
+            && !chains.contains(chain)
+            && (jumps_to_ours || mentions_address(line, prefix))
+        {
+            problems.extend(run(Command::new("iptables")
+                .args(["-w", "-t", "nat", "-D", chain])
+                .args(rest)));
+        }
+    }
+    for chain in &chains {
+        problems.extend(run(
+            Command::new("iptables").args(["-w", "-t", "nat", "-F", chain])
+        ));
+        problems.extend(run(
+            Command::new("iptables").args(["-w", "-t", "nat", "-X", chain])
+        ));
+    }
+    problems
+}
+
+/// Splits a line as iptables-save quotes it: words separated by spaces, double quotes grouping,
+/// backslash escaping the next character.
+fn shell_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word: Option<String> = None;
+    let mut quoted = false;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                if let Some(next) = chars.next() {
+                    word.get_or_insert_default().push(next);
+                }
+            }
+            '"' => {
+                quoted = !quoted;
+                word.get_or_insert_default();
+            }
+            ' ' if !quoted => words.extend(word.take()),
+            c => word.get_or_insert_default().push(c),
+        }
+    }
+    words.extend(word);
+    words
 }
 
 /// Whether `line` holds `prefix` where an address starts (not inside a longer number).
@@ -415,9 +510,33 @@ mod tests {
 
     #[test]
     fn addresses_match_only_at_their_start() {
-        assert!(mentions_address("-A POSTROUTING -s 10.57.0.2/32 -j X", "10.57."));
+        assert!(mentions_address(
+            "-A POSTROUTING -s 10.57.0.2/32 -j X",
+            "10.57."
+        ));
         assert!(!mentions_address("-A X -s 110.57.0.2/32", "10.57."));
         assert!(!mentions_address("-A X -s 10.157.0.2/32", "10.57."));
+    }
+
+    #[test]
+    fn iptables_lines_split_into_their_arguments() {
+        let line = r#"-A POSTROUTING -s 10.50.0.2/32 -m comment --comment "name: \"skiff\" id: \"u1\"" -j CNI-8d4c"#;
+        assert_eq!(
+            shell_words(line),
+            [
+                "-A",
+                "POSTROUTING",
+                "-s",
+                "10.50.0.2/32",
+                "-m",
+                "comment",
+                "--comment",
+                r#"name: "skiff" id: "u1""#,
+                "-j",
+                "CNI-8d4c"
+            ]
+        );
+        assert_eq!(shell_words(r#"-X "" a"#), ["-X", "", "a"]);
     }
 
     #[test]

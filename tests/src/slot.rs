@@ -106,7 +106,9 @@ impl Slot {
 
     /// Deletes the bridge and every cgroup tree of this slot; reports what it could not remove.
     fn sweep(&self) {
-        let mut problems: Vec<String> = host::delete_link(&self.bridge()).into_iter().collect();
+        // The pods' NAT rules outlive a killed node (no CNI DEL ran); its netns and veths do not.
+        let mut problems = host::remove_nat_rules(&self.pod_address_prefix());
+        problems.extend(host::delete_link(&self.bridge()));
         for tree in self.cgroup_trees() {
             problems.extend(host::remove_cgroup_tree(&tree));
         }
