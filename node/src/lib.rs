@@ -14,6 +14,7 @@ pub mod network;
 pub mod node_status;
 pub mod objects;
 pub mod pods;
+pub mod streaming;
 pub mod volumes;
 
 use std::net::{IpAddr, SocketAddr};

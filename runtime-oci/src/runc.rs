@@ -45,25 +45,53 @@ impl Runc {
         cmd
     }
 
-    /// `runc create`: the container's stdio are the command's own.
-    pub fn create(&self, id: &str, bundle: &Path, pid_file: &Path, log: &Path) -> Command {
+    /// `runc run --detach`: creates and starts the container in one runc process (one fewer
+    /// than `create` then `start`); the container's stdio are the command's own, and runc exits
+    /// once the process runs, leaving it to the caller (a child subreaper) to reap.
+    pub fn run_detached(
+        &self,
+        id: &str,
+        bundle: &Path,
+        pid_file: &Path,
+        log: &Path,
+        console_socket: Option<&Path>,
+    ) -> Command {
         let mut cmd = self.command();
         cmd.arg("--log")
             .arg(log)
             .arg("--log-format")
             .arg("json")
-            .arg("create")
+            .arg("run")
+            .arg("--detach")
             .arg("--bundle")
             .arg(bundle)
             .arg("--pid-file")
-            .arg(pid_file)
-            .arg(id);
+            .arg(pid_file);
+        if let Some(socket) = console_socket {
+            cmd.arg("--console-socket").arg(socket);
+        }
+        cmd.arg(id);
         cmd
     }
 
-    pub fn start(&self, id: &str) -> Command {
+    /// `runc exec` in the foreground of the process spec in `process` (the container's own,
+    /// with the command's args): runc waits for the process and exits with its exit code. A
+    /// process with a terminal gets a new pty that runc relays to its own stdio, which must then
+    /// be a terminal too (runc refuses a console socket unless it detaches). The process's host
+    /// PID goes to `pid_file` once it has started, so a missing file after runc exits means it
+    /// never started; runc's own error is then the last line of `log`.
+    pub fn exec(&self, id: &str, pid_file: &Path, log: &Path, process: &Path) -> Command {
         let mut cmd = self.command();
-        cmd.arg("start").arg(id);
+        cmd.arg("--log")
+            .arg(log)
+            .arg("--log-format")
+            .arg("json")
+            .arg("exec")
+            .arg("--pid-file")
+            .arg(pid_file)
+            .arg("--process")
+            .arg(process)
+            .arg(id);
         cmd
     }
 

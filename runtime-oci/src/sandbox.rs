@@ -13,8 +13,8 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use skiff_sandbox::{
-    AdoptedContainer, ArtifactKind, ContainerId, ContainerSpec, ExitReason, ExitStatus, PodSandbox,
-    SandboxError, SandboxId, SandboxSpec,
+    AdoptedContainer, ArtifactKind, ContainerId, ContainerIo, ContainerSpec, ExitReason,
+    ExitStatus, PodSandbox, SandboxError, SandboxId, SandboxSpec, StreamOptions,
 };
 use tokio::io::{AsyncBufReadExt, AsyncReadExt};
 use tracing::{debug, warn};
@@ -215,6 +215,7 @@ impl Preparer {
             runc: self.runc.clone(),
             log_path: container.log_path.clone(),
             stdin: container.stdin,
+            tty: container.tty,
             cgroup,
         };
         write(
@@ -600,6 +601,27 @@ impl PodSandbox for RuncSandbox {
             .unwrap_or_else(|p| p.into_inner())
             .insert(id.clone(), pod);
         Some((id, adopted))
+    }
+
+    async fn exec(
+        &self,
+        id: &SandboxId,
+        name: &str,
+        command: &[String],
+        options: StreamOptions,
+    ) -> Result<ContainerIo, SandboxError> {
+        let run = self.run_of(id, name)?;
+        crate::exec::exec(&self.runc, &run.id, &run.dir, name, command, options).await
+    }
+
+    async fn attach(
+        &self,
+        id: &SandboxId,
+        name: &str,
+        options: StreamOptions,
+    ) -> Result<ContainerIo, SandboxError> {
+        let run = self.run_of(id, name)?;
+        crate::attach::attach(&run.dir, name, options).await
     }
 
     async fn remove_orphans(&self, keep: &(dyn for<'a> Fn(&'a str) -> bool + Send + Sync)) {

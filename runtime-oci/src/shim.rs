@@ -7,6 +7,11 @@
 //!
 //! The agent learns the outcome of the start from the shim's stdout: one line, `started PID` or
 //! `failed MESSAGE`.
+//!
+//! `shim.sock` also serves `kubectl attach` ([`crate::attach`]): the shim keeps the container's
+//! stdin open (`stdin: true`) and sends its output to attached clients as well as to the log. A
+//! tty container (`tty: true`) gets a pty from runc (`--console-socket`); the shim holds the
+//! master, logs the terminal as stdout and resizes it for attached clients.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -14,13 +19,15 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use skiff_sandbox::cgroups::{Cgroup, Hierarchy};
 use skiff_sandbox::cri_log::{LogFile, MAX_FILE_BYTES, Stream};
 
+use crate::attach::{Attachable, STDERR, STDOUT};
+use crate::pty::ConsoleSocket;
 use crate::runc::{Runc, RuncError, error_message};
 
 pub(crate) const CONFIG: &str = "shim.json";
@@ -36,6 +43,9 @@ pub(crate) struct ShimConfig {
     pub runc: Runc,
     pub log_path: PathBuf,
     pub stdin: bool,
+    /// The container has a terminal (`tty: true`).
+    #[serde(default)]
+    pub tty: bool,
     /// The container's cgroup below the hierarchy root, where its OOM kills are counted.
     pub cgroup: Option<PathBuf>,
 }
@@ -98,9 +108,9 @@ pub fn run(dir: &Path) -> Result<(), ShimError> {
         source,
     })?;
     match start(dir, &config) {
-        Ok((init, stdin, copiers)) => {
+        Ok((init, copiers)) => {
             report(&format!("started {init}"));
-            supervise(dir, &config, init, stdin, copiers)
+            supervise(dir, &config, init, copiers)
         }
         Err(e) => {
             report(&format!("failed {}", e.to_string().replace('\n', " ")));
@@ -123,7 +133,19 @@ fn report(line: &str) {
 
 type Copiers = Vec<std::thread::JoinHandle<()>>;
 
-fn start(dir: &Path, config: &ShimConfig) -> Result<(i32, Option<OwnedFd>, Copiers), ShimError> {
+/// The shim's ends of the container's stdio.
+enum ContainerStdio {
+    /// A tty container's pty master, once runc sends it.
+    Terminal(ConsoleSocket),
+    /// The read ends of stdout and stderr, and the write end of stdin (`stdin: true`).
+    Pipes {
+        stdout: OwnedFd,
+        stderr: OwnedFd,
+        stdin: Option<OwnedFd>,
+    },
+}
+
+fn start(dir: &Path, config: &ShimConfig) -> Result<(i32, Copiers), ShimError> {
     // SAFETY: prctl with integer arguments only.
     if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
         return Err(ShimError::Os(
@@ -132,31 +154,57 @@ fn start(dir: &Path, config: &ShimConfig) -> Result<(i32, Option<OwnedFd>, Copie
         ));
     }
     let log = LogFile::open(&config.log_path, MAX_FILE_BYTES).map_err(io(&config.log_path))?;
-    let (out_r, out_w) = pipe()?;
-    let (err_r, err_w) = pipe()?;
-    let (stdin_r, stdin_w) = if config.stdin {
-        let (r, w) = pipe()?;
-        (Stdio::from(r), Some(w))
-    } else {
-        (Stdio::null(), None)
-    };
     let pid_file = dir.join(PID_FILE);
     let runc_log = dir.join(RUNC_LOG);
-    let mut create = config.runc.create(&config.id, dir, &pid_file, &runc_log);
-    create
-        .stdin(stdin_r)
-        .stdout(Stdio::from(out_w))
-        .stderr(Stdio::from(err_w));
-    let status = create.status().map_err(|source| RuncError::Spawn {
+    let console = config
+        .tty
+        .then(|| ConsoleSocket::listen(dir))
+        .transpose()
+        .map_err(io(dir))?;
+    let mut run = config.runc.run_detached(
+        &config.id,
+        dir,
+        &pid_file,
+        &runc_log,
+        console.as_ref().map(ConsoleSocket::path),
+    );
+    let stdio = match console {
+        // A tty container's stdio is its terminal; runc's own are unused then.
+        Some(console) => {
+            run.stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            ContainerStdio::Terminal(console)
+        }
+        None => {
+            let (out_r, out_w) = pipe()?;
+            let (err_r, err_w) = pipe()?;
+            let (stdin_r, stdin_w) = if config.stdin {
+                let (r, w) = pipe()?;
+                (Stdio::from(r), Some(w))
+            } else {
+                (Stdio::null(), None)
+            };
+            run.stdin(stdin_r)
+                .stdout(Stdio::from(out_w))
+                .stderr(Stdio::from(err_w));
+            ContainerStdio::Pipes {
+                stdout: out_r,
+                stderr: err_r,
+                stdin: stdin_w,
+            }
+        }
+    };
+    let status = run.status().map_err(|source| RuncError::Spawn {
         binary: config.runc.binary.clone(),
         source,
     })?;
     // Our copies of the write ends go with the command; the container holds its own.
-    drop(create);
+    drop(run);
     if !status.success() {
         let text = std::fs::read_to_string(&runc_log).unwrap_or_default();
         return Err(RuncError::Failed {
-            verb: "create",
+            verb: "run",
             id: config.id.clone(),
             message: error_message(&text),
         }
@@ -171,22 +219,46 @@ fn start(dir: &Path, config: &ShimConfig) -> Result<(i32, Option<OwnedFd>, Copie
                 path: pid_file.clone(),
                 source: std::io::Error::new(std::io::ErrorKind::InvalidData, "not a pid"),
             })?;
-        listen(dir)?;
-        config
-            .runc
-            .run("start", &config.id, config.runc.start(&config.id))?;
-        Ok(init)
+        let copiers = match stdio {
+            ContainerStdio::Terminal(console) => {
+                let master = console
+                    .receive()
+                    .map_err(|e| ShimError::Os("receiving the container's terminal", e))?;
+                let dup = |fd: &OwnedFd| fd.try_clone().map_err(io(dir));
+                let input = if config.stdin {
+                    Some(dup(&master)?)
+                } else {
+                    None
+                };
+                let attachable = Arc::new(Attachable::new(input, Some(dup(&master)?)));
+                listen(dir, attachable.clone())?;
+                vec![copy_to_log(master, log, Stream::Stdout, attachable, STDOUT)]
+            }
+            ContainerStdio::Pipes {
+                stdout,
+                stderr,
+                stdin,
+            } => {
+                let attachable = Arc::new(Attachable::new(stdin, None));
+                listen(dir, attachable.clone())?;
+                vec![
+                    copy_to_log(
+                        stdout,
+                        log.clone(),
+                        Stream::Stdout,
+                        attachable.clone(),
+                        STDOUT,
+                    ),
+                    copy_to_log(stderr, log, Stream::Stderr, attachable, STDERR),
+                ]
+            }
+        };
+        Ok((init, copiers))
     })();
     match started {
-        Ok(init) => {
-            let copiers = vec![
-                copy_to_log(out_r, log.clone(), Stream::Stdout),
-                copy_to_log(err_r, log, Stream::Stderr),
-            ];
-            Ok((init, stdin_w, copiers))
-        }
+        Ok(started) => Ok(started),
         Err(e) => {
-            // A container created but never started would linger in runc's state.
+            // A container the shim cannot supervise must not linger in runc's state.
             let _ = config
                 .runc
                 .run("delete", &config.id, config.runc.delete(&config.id));
@@ -195,7 +267,15 @@ fn start(dir: &Path, config: &ShimConfig) -> Result<(i32, Option<OwnedFd>, Copie
     }
 }
 
-fn copy_to_log(from: OwnedFd, log: LogFile, stream: Stream) -> std::thread::JoinHandle<()> {
+/// Copies one of the container's outputs to the log and to attached clients until it ends (a
+/// pty master reports the end as EIO).
+fn copy_to_log(
+    from: OwnedFd,
+    log: LogFile,
+    stream: Stream,
+    clients: Arc<Attachable>,
+    channel: u8,
+) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let mut from = File::from(from);
         let mut to = log.stream(stream);
@@ -206,6 +286,7 @@ fn copy_to_log(from: OwnedFd, log: LogFile, stream: Stream) -> std::thread::Join
                 Ok(n) => {
                     // A full disk must not stall the container on a full pipe: keep reading.
                     let _ = to.write_all(&buf[..n]);
+                    clients.broadcast(channel, &buf[..n]);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(_) => break,
@@ -217,25 +298,31 @@ fn copy_to_log(from: OwnedFd, log: LogFile, stream: Stream) -> std::thread::Join
 /// `DIR/shim.sock` by a path that fits a socket address (108 bytes, which a data dir can
 /// exceed): through the directory's descriptor, which the returned file keeps open.
 pub(crate) fn socket_path(dir: &Path) -> std::io::Result<(File, PathBuf)> {
+    short_path(dir, SOCKET)
+}
+
+/// `DIR/NAME` through the directory's descriptor (see [`socket_path`]).
+pub(crate) fn short_path(dir: &Path, name: &str) -> std::io::Result<(File, PathBuf)> {
     use std::os::fd::AsRawFd;
     use std::os::unix::fs::OpenOptionsExt;
     let handle = File::options()
         .read(true)
         .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
         .open(dir)?;
-    let path = PathBuf::from(format!("/proc/self/fd/{}/{SOCKET}", handle.as_raw_fd()));
+    let path = PathBuf::from(format!("/proc/self/fd/{}/{name}", handle.as_raw_fd()));
     Ok((handle, path))
 }
 
-/// Accepts waiters on `DIR/shim.sock` and holds them open until the shim exits.
-fn listen(dir: &Path) -> Result<(), ShimError> {
+/// Serves `DIR/shim.sock`, one thread per connection: attach clients, and waiters held open
+/// until the shim exits.
+fn listen(dir: &Path, attachable: Arc<Attachable>) -> Result<(), ShimError> {
     let _ = std::fs::remove_file(dir.join(SOCKET));
     let (_handle, path) = socket_path(dir).map_err(io(dir))?;
     let listener = UnixListener::bind(&path).map_err(io(&dir.join(SOCKET)))?;
-    let held = Arc::new(Mutex::new(Vec::new()));
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
-            held.lock().unwrap_or_else(|p| p.into_inner()).push(stream);
+            let attachable = attachable.clone();
+            std::thread::spawn(move || attachable.serve(stream));
         }
     });
     Ok(())
@@ -247,7 +334,6 @@ fn supervise(
     dir: &Path,
     config: &ShimConfig,
     init: i32,
-    stdin: Option<OwnedFd>,
     copiers: Copiers,
 ) -> Result<(), ShimError> {
     let exit_code = loop {
@@ -271,7 +357,6 @@ fn supervise(
         }
     };
     let finished_at = SystemTime::now();
-    drop(stdin);
     let oom_killed = config
         .cgroup
         .as_ref()
@@ -280,9 +365,9 @@ fn supervise(
         .is_some_and(|kills| kills > 0);
     // The container's processes die with its pid namespace, so the pipes reach EOF; give the
     // copiers a moment for what is still buffered.
-    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    let deadline = Instant::now() + Duration::from_secs(2);
     for copier in copiers {
-        while !copier.is_finished() && std::time::Instant::now() < deadline {
+        while !copier.is_finished() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
         }
     }

@@ -38,6 +38,12 @@ pub enum WasmError {
         #[source]
         source: wasmtime::Error,
     },
+    #[error("entering the pod's network namespace {path}: {source}")]
+    NetworkNamespace {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("container {container:?}: instantiating: {source}")]
     Instantiate {
         container: String,
@@ -75,6 +81,10 @@ impl From<WasmError> for SandboxError {
                     source: Box::new(e),
                 }
             }
+            WasmError::NetworkNamespace { .. } => SandboxError::Runtime {
+                context: "joining the pod's network",
+                source: Box::new(e),
+            },
             WasmError::Instantiate { .. } => SandboxError::Runtime {
                 context: "instantiating",
                 source: Box::new(e),

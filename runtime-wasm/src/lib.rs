@@ -6,12 +6,17 @@
 //! - [`run`]: a container's WASI context, store and the run to its [`Outcome`](run::Outcome).
 //! - [`limits`], [`cpu`]: `limits.memory` and `limits.cpu`.
 //! - [`stdio`]: stdout/stderr into the CRI log.
+//! - [`imports`]: which components import sockets, and so need the pod's network namespace.
+//! - [`executor`]: where a run is polled: the caller's runtime, or a thread inside the pod's
+//!   network namespace.
 //! - [`sandbox`]: [`WasmtimeSandbox`], the lifecycle of runs.
 
 mod cache;
 mod cpu;
 mod engine;
 mod error;
+mod executor;
+mod imports;
 mod limits;
 mod run;
 mod sandbox;

@@ -1,6 +1,7 @@
 //! One run of a container: its WASI context built from the resolved [`ContainerSpec`] (argv,
-//! env, volume preopens, log streams, no network), its [`Store`] with the memory limiter and
-//! epoch yields, instantiation from the cached pre-instance, and the run to an [`Outcome`].
+//! env, volume preopens, log streams, the pod's network or none: [`Network`]), its [`Store`]
+//! with the memory limiter and epoch yields, instantiation from the cached pre-instance, and
+//! the run to an [`Outcome`].
 //!
 //! Exit codes follow the wasmtime CLI and the kubelet: `proc_exit(n)` is `n`, a trap is 134
 //! (SIGABRT's 128 + 6), a run killed for memory or stopped is 137 (SIGKILL's 128 + 9).
@@ -79,6 +80,16 @@ impl Outcome {
     }
 }
 
+/// What the guest's sockets reach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Network {
+    /// Nothing: every socket address and name lookup is refused, and the log says why.
+    Denied,
+    /// Whatever the polling thread's network namespace reaches: the run is polled on a thread
+    /// inside the pod's namespace ([`crate::executor`]), so this is the pod's network.
+    Pod,
+}
+
 /// A container instantiated and ready to run; polling it runs the program to its end.
 pub(crate) type Run = Pin<Box<dyn Future<Output = Outcome> + Send>>;
 
@@ -88,10 +99,11 @@ pub(crate) async fn instantiate(
     engine: &wasmtime::Engine,
     prepared: &Prepared,
     spec: &ContainerSpec,
+    network: Network,
 ) -> Result<Run, WasmError> {
     let log = LogFile::open(&spec.log_path, skiff_sandbox::cri_log::MAX_FILE_BYTES)
         .map_err(WasmError::io(&spec.log_path))?;
-    let mut builder = wasi_builder(spec, &log)?;
+    let mut builder = wasi_builder(spec, &log, network)?;
     let limiter = MemoryLimiter::new(spec.resources.memory_limit_bytes);
     let instantiate_error = |source| WasmError::Instantiate {
         container: spec.name.clone(),
@@ -161,8 +173,13 @@ fn new_store<T: 'static>(
     store
 }
 
-/// Everything the container may see: argv, env, its volumes, its log. Nothing is inherited.
-fn wasi_builder(spec: &ContainerSpec, log: &LogFile) -> Result<WasiCtxBuilder, WasmError> {
+/// Everything the container may see: argv, env, its volumes, its log, and the pod's network
+/// when it has one. Nothing else is inherited.
+fn wasi_builder(
+    spec: &ContainerSpec,
+    log: &LogFile,
+    network: Network,
+) -> Result<WasiCtxBuilder, WasmError> {
     let mut builder = WasiCtxBuilder::new();
     builder
         .args(&spec.argv)
@@ -193,7 +210,16 @@ fn wasi_builder(spec: &ContainerSpec, log: &LogFile) -> Result<WasiCtxBuilder, W
                 source,
             })?;
     }
-    deny_network(&mut builder, log);
+    match network {
+        Network::Denied => deny_network(&mut builder, log),
+        Network::Pod => {
+            builder
+                .inherit_network()
+                .allow_ip_name_lookup(true)
+                .allow_tcp(true)
+                .allow_udp(true);
+        }
+    }
     Ok(builder)
 }
 

@@ -1,9 +1,12 @@
 //! [`WasmtimeSandbox`]: the [`PodSandbox`] of Wasm pods. A sandbox is a pod's set of container
 //! runs; each run is a task on the caller's tokio runtime, so a sleeping module costs no
-//! thread. A run's end is published once on a `watch` channel, for any number of waiters.
+//! thread, except that a component that can open sockets, in a pod with a network namespace,
+//! runs on a thread inside that namespace ([`crate::executor`]). A run's end is published once
+//! on a `watch` channel, for any number of waiters.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
@@ -17,17 +20,22 @@ use crate::cache::ArtifactCache;
 use crate::cpu::CpuThrottled;
 use crate::engine::NodeEngine;
 use crate::error::WasmError;
-use crate::run::{Outcome, instantiate};
+use crate::executor::Executor;
+use crate::imports::NetworkImports;
+use crate::run::{Network, Outcome, instantiate};
 use crate::{WASMTIME_VERSION, WasmtimeConfig};
 
 pub struct WasmtimeSandbox {
     node: NodeEngine,
     cache: ArtifactCache,
+    imports: NetworkImports,
     pods: Mutex<HashMap<SandboxId, Pod>>,
 }
 
 #[derive(Default)]
 struct Pod {
+    /// The bind-mounted nsfs file of the pod's network namespace, if the node made one.
+    network_namespace: Option<PathBuf>,
     containers: HashMap<String, ContainerRun>,
 }
 
@@ -65,6 +73,7 @@ impl WasmtimeSandbox {
         Ok(WasmtimeSandbox {
             node,
             cache,
+            imports: NetworkImports::default(),
             pods: Mutex::default(),
         })
     }
@@ -143,19 +152,26 @@ impl PodSandbox for WasmtimeSandbox {
         format!("wasmtime://{WASMTIME_VERSION}")
     }
 
-    /// Modules run in-process with no sockets, limited by the engine itself: they need
-    /// neither a network namespace nor a cgroup.
-    fn pod_resources(&self, _artifact: &ImageArtifact) -> PodResources {
+    /// Modules run in-process, limited by the engine itself: they never need a cgroup. Only a
+    /// component that imports `wasi:sockets/*` (or `wasi:http/outgoing-handler`) needs the
+    /// pod's network namespace; preview 1 modules and other components cannot open a socket.
+    /// The answer is read from the binary's imports once per digest.
+    fn pod_resources(&self, artifact: &ImageArtifact) -> PodResources {
         PodResources {
-            network: false,
+            network: self.imports.needs_network(artifact),
             cgroup: false,
         }
     }
 
-    /// Idempotent: creating a sandbox that exists returns it.
+    /// Idempotent: creating a sandbox that exists returns it. A create that names a network
+    /// namespace gives it to the sandbox's containers started from then on.
     async fn create(&self, pod: &SandboxSpec) -> Result<SandboxId, SandboxError> {
         let id = SandboxId(pod.uid.clone());
-        self.lock().entry(id.clone()).or_default();
+        let mut pods = self.lock();
+        let sandbox = pods.entry(id.clone()).or_default();
+        if pod.network_namespace.is_some() {
+            sandbox.network_namespace.clone_from(&pod.network_namespace);
+        }
         Ok(id)
     }
 
@@ -177,11 +193,23 @@ impl PodSandbox for WasmtimeSandbox {
             {
                 Err(already_running())
             }
-            Some(_) => Ok(()),
+            Some(pod) => Ok(pod.network_namespace.clone()),
         };
-        check(&self.lock())?;
+        // Sockets are real only where they land in the pod's namespace: for a container that
+        // can open them, in a pod that has one.
+        let pod_netns = check(&self.lock())?;
+        let netns = pod_netns.filter(|_| self.imports.needs_network(&container.image));
+        let network = match netns {
+            Some(_) => Network::Pod,
+            None => Network::Denied,
+        };
         let prepared = self.cache.prepare(&self.node, &container.image).await?;
-        let run = instantiate(&self.node.engine, &prepared, container).await?;
+        let executor = Executor::new(netns.as_deref()).await?;
+        // Instantiating runs guest code (start functions): it belongs where the run is polled.
+        let (engine, spec) = (self.node.engine.clone(), container.clone());
+        let run = executor
+            .run(async move { instantiate(&engine, &prepared, &spec, network).await })
+            .await?;
 
         let (exit_tx, exit_rx) = watch::channel(None);
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -204,7 +232,7 @@ impl PodSandbox for WasmtimeSandbox {
         }
         let span = tracing::info_span!("wasm_container", sandbox = %id, container = %container.name, id = %run_id);
         let cpu_limit = container.resources.cpu_limit_millis;
-        tokio::spawn(async move {
+        executor.spawn(async move {
             let started_at = SystemTime::now();
             let run = CpuThrottled::new(run, cpu_limit);
             let outcome = tokio::select! {

@@ -1,8 +1,8 @@
 #!/bin/sh
 # Builds every sample module in release and copies it to out/<name>.wasm.
-# Preview 1 modules target wasm32-wasip1; hello-component and net-probe target wasm32-wasip2
-# (a Rust binary built for it is a wasi:cli/command component; net-probe needs wasi:sockets
-# to really attempt a connection rather than fail inside its own libc).
+# Preview 1 modules target wasm32-wasip1; hello-component, net-probe and http-hello target
+# wasm32-wasip2 (a Rust binary built for it is a wasi:cli/command component; net-probe and
+# http-hello need wasi:sockets to really open sockets rather than fail inside their own libc).
 set -eu
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -22,7 +22,7 @@ for target in wasm32-wasip1 wasm32-wasip2; do
 done
 
 p1="hello config-reader exit-code sleeper memory-hog cpu-spinner passwd-reader"
-p2="hello-component net-probe"
+p2="hello-component net-probe http-hello"
 
 cd "$here"
 mkdir -p out

@@ -6,10 +6,12 @@
 
 pub mod cgroups;
 pub mod cri_log;
+mod exec;
 mod spec;
 
 use std::time::Duration;
 
+pub use exec::{ContainerIo, ExecOutput, ExitFuture, StreamOptions, TerminalSize, exec_sync};
 pub use spec::{
     ArtifactKind, ContainerId, ContainerSpec, ExitReason, ExitStatus, ImageArtifact, ImageConfig,
     Mount, ResourceLimits, SandboxId, SandboxSpec, SeccompProfile, SecurityContext,
@@ -45,6 +47,19 @@ pub enum SandboxError {
         #[source]
         source: std::io::Error,
     },
+    /// The runtime cannot do `operation` at all (a Wasm module has no processes to exec).
+    #[error("{handler} does not support {operation}")]
+    Unsupported {
+        handler: &'static str,
+        operation: &'static str,
+    },
+    #[error("container {container:?} is not running")]
+    NotRunning { container: String },
+    #[error("command {command:?} did not finish within {timeout:?}")]
+    ExecTimedOut {
+        command: Vec<String>,
+        timeout: Duration,
+    },
     #[error("{context}: {source}")]
     Runtime {
         context: &'static str,
@@ -65,6 +80,11 @@ pub enum SandboxError {
 /// - `stop_container` ends the run within `grace` (forcefully after it); stopping an exited
 ///   container is not an error.
 /// - `remove` stops whatever still runs and releases everything the sandbox holds.
+/// - `exec` and `attach` return once the session is connected (or has failed to start): the
+///   streams asked for in [`StreamOptions`] are in the [`ContainerIo`], and dropping it ends the
+///   session; a command `exec` started that is still running is killed then (a client that went
+///   away, an exec probe that timed out). A command that cannot start ends its session with an
+///   error from [`ContainerIo::exit`].
 #[async_trait::async_trait]
 pub trait PodSandbox: Send + Sync {
     /// The RuntimeClass handler this runtime serves (`wasmtime`, `runc`).
@@ -106,6 +126,40 @@ pub trait PodSandbox: Send + Sync {
     /// still exist).
     async fn remove_orphans(&self, keep: &(dyn for<'a> Fn(&'a str) -> bool + Send + Sync)) {
         let _ = keep;
+    }
+    /// Runs `command` (`argv[0]` the program) in the running container `name`, in its
+    /// namespaces and cgroup (`kubectl exec`, exec probes, lifecycle hooks). The
+    /// [`ContainerIo::exit`] of the session is the command's exit code. Runtimes without
+    /// processes answer [`SandboxError::Unsupported`].
+    async fn exec(
+        &self,
+        id: &SandboxId,
+        name: &str,
+        command: &[String],
+        options: StreamOptions,
+    ) -> Result<ContainerIo, SandboxError> {
+        let _ = (id, name, command, options);
+        Err(SandboxError::Unsupported {
+            handler: self.handler(),
+            operation: "exec",
+        })
+    }
+    /// Connects to the running container `name`'s own stdio (`kubectl attach`): its output from
+    /// now on, and its stdin when the container has one (`ContainerSpec::stdin`). A tty
+    /// container's terminal is one stream, stdout. The session's [`ContainerIo::exit`] resolves
+    /// when the container exits, to its exit code. Runtimes without a terminal or stdin answer
+    /// [`SandboxError::Unsupported`].
+    async fn attach(
+        &self,
+        id: &SandboxId,
+        name: &str,
+        options: StreamOptions,
+    ) -> Result<ContainerIo, SandboxError> {
+        let _ = (id, name, options);
+        Err(SandboxError::Unsupported {
+            handler: self.handler(),
+            operation: "attach",
+        })
     }
 }
 

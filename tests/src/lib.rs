@@ -391,16 +391,20 @@ impl Cluster {
     /// What skiff should have removed from the host once every pod is deleted, one line each
     /// (empty when nothing is left): for the local node, mounts under the data dir, pod network
     /// namespaces, network state and IP leases, pod directories, container bundles, runc
-    /// containers and live shims; for the whole cluster, veths on its bridge, NAT rules naming
-    /// its pod addresses and pod cgroups under any of its nodes' cgroup roots. A joined node's
+    /// containers and live shims; for the whole cluster, veths on its bridge, per-pod NAT rules
+    /// naming its pod addresses and pod cgroups under any of its nodes' cgroup roots. A joined node's
     /// own files are in [`JoinedNode::leftovers`].
     pub fn leftovers(&self) -> Vec<String> {
         let mut found = self.local_node().leftovers();
         for veth in host::links_on_bridge(&self.slot.bridge()) {
             found.push(format!("link {veth} on bridge {}", self.slot.bridge()));
         }
+        // Each node's one masquerade rule for its whole podCIDR stays while the node runs.
+        let node_wide = format!("skiff: pods on {} leaving", self.slot.bridge());
         for rule in host::nat_rules_mentioning(&self.slot.pod_address_prefix()) {
-            found.push(format!("NAT rule {rule}"));
+            if !rule.contains(&node_wide) {
+                found.push(format!("NAT rule {rule}"));
+            }
         }
         // Joined nodes' pod cgroups (the local node's are listed above).
         let own = self.slot.cgroup_root(None);

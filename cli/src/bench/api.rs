@@ -122,7 +122,7 @@ where
 pub async fn run(count: usize, concurrency: usize, idle_seconds: u64) -> anyhow::Result<ApiReport> {
     // The control plane alone: this measures the API server and store (and their idle memory);
     // `bench wasm` measures the node agent.
-    let skiff = start_skiff_as("control")?;
+    let skiff = start_skiff_as("control", &[])?;
     let client = client_for(&skiff).await?;
     wait_ready(&client).await?;
     tokio::time::sleep(Duration::from_secs(idle_seconds)).await;

@@ -2,6 +2,7 @@
 //! measured in the same run. Figures, never pass/fail assertions.
 
 mod api;
+mod oci;
 mod process;
 pub mod scheduler;
 mod wasm;
@@ -24,6 +25,15 @@ pub enum BenchCommand {
         /// Seconds the server idles before its memory is read.
         #[arg(long, default_value_t = 30)]
         idle_seconds: u64,
+    },
+    /// Container pod start latency on a fresh control plane and node, beside plain `runc run`.
+    Oci {
+        /// Print one JSON object (`oci_start_p50_ms`, `oci_start_p99_ms`, `runc_run_p50_ms`, ...).
+        #[arg(long)]
+        json: bool,
+        /// Busybox pods created one after another.
+        #[arg(long, default_value_t = 100)]
+        pods: usize,
     },
     /// Scheduler throughput against a fresh `skiff control`: pending pods bound across fake nodes.
     Scheduler {
@@ -72,6 +82,15 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             idle_seconds,
         } => {
             let report = runtime.block_on(api::run(count, concurrency, idle_seconds))?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                report.print();
+            }
+            Ok(())
+        }
+        BenchCommand::Oci { json, pods } => {
+            let report = runtime.block_on(oci::run(pods))?;
             if json {
                 println!("{}", serde_json::to_string(&report)?);
             } else {

@@ -35,6 +35,13 @@ impl Server {
     }
 }
 
+/// The log filter of the processes a benchmark starts: warnings, unless `SKIFF_BENCH_LOG` says
+/// otherwise (to see why a run went wrong).
+fn child_log_filter() -> String {
+    std::env::var("SKIFF_BENCH_LOG")
+        .unwrap_or_else(|_| "warn,kube_client::client::tls=error".to_string())
+}
+
 pub fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
@@ -48,19 +55,20 @@ fn temp_dir(prefix: &str) -> anyhow::Result<PathBuf> {
 
 /// Starts this binary as `skiff up` (control plane and a local node, its server on a free port)
 /// or `skiff control` (control plane alone) on a fresh data dir; waits for its kubeconfig.
-pub fn start_skiff_as(command: &str) -> anyhow::Result<Server> {
+pub fn start_skiff_as(command: &str, extra: &[&str]) -> anyhow::Result<Server> {
     let dir = temp_dir("skiff-bench")?;
     let port = free_port()?;
     let exe = std::env::current_exe()?;
     let mut cmd = Command::new(exe);
     cmd.args([command, "--data-dir"])
         .arg(&dir)
-        .args(["--listen", &format!("127.0.0.1:{port}")]);
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(extra);
     if command == "up" {
         cmd.args(["--kubelet-port", &free_port()?.to_string()]);
     }
     let child = cmd
-        .env("SKIFF_LOG", "warn,kube_client::client::tls=error")
+        .env("SKIFF_LOG", child_log_filter())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
@@ -71,8 +79,14 @@ pub fn start_skiff_as(command: &str) -> anyhow::Result<Server> {
     Ok(server)
 }
 
-/// Starts `skiff node` joined to `control` as `name` (its own process, so its memory is its own).
-pub fn join_node(control: &Server, name: &str, max_pods: u32) -> anyhow::Result<Server> {
+/// Starts `skiff node` joined to `control` as `name` (its own process, so its memory is its own),
+/// with `extra` flags.
+pub fn join_node(
+    control: &Server,
+    name: &str,
+    max_pods: u32,
+    extra: &[&str],
+) -> anyhow::Result<Server> {
     let dir = temp_dir("skiff-bench-node")?;
     let port = free_port()?;
     let token = std::fs::read_to_string(control.dir.join("token"))?;
@@ -87,7 +101,8 @@ pub fn join_node(control: &Server, name: &str, max_pods: u32) -> anyhow::Result<
         .args(["--node-name", name, "--node-ip", "127.0.0.1"])
         .args(["--kubelet-port", &port.to_string()])
         .args(["--max-pods", &max_pods.to_string()])
-        .env("SKIFF_LOG", "warn,kube_client::client::tls=error")
+        .args(extra)
+        .env("SKIFF_LOG", child_log_filter())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()

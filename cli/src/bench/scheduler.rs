@@ -49,7 +49,7 @@ impl SchedulerReport {
 
 /// Against a fresh `skiff control`.
 pub async fn run(nodes: usize, pods: usize) -> anyhow::Result<SchedulerReport> {
-    let skiff = start_skiff_as("control")?;
+    let skiff = start_skiff_as("control", &[])?;
     let client = client_for(&skiff).await?;
     wait_ready(&client).await?;
     let binds_per_s = binds_per_second(client, nodes, pods).await?;

@@ -97,13 +97,13 @@ fn phase(p: &Pod) -> &str {
 }
 
 /// Watches `namespace` and reports each pod's first `Running`/`Succeeded`.
-struct StartWatch {
+pub(super) struct StartWatch {
     waiters: Arc<Mutex<HashMap<String, oneshot::Sender<Instant>>>>,
     started: Arc<Mutex<HashMap<String, Instant>>>,
 }
 
 impl StartWatch {
-    fn spawn(api: Api<Pod>) -> StartWatch {
+    pub(super) fn spawn(api: Api<Pod>) -> StartWatch {
         let waiters: Arc<Mutex<HashMap<String, oneshot::Sender<Instant>>>> = Arc::default();
         let started: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
         let (w, s) = (waiters.clone(), started.clone());
@@ -130,7 +130,7 @@ impl StartWatch {
         StartWatch { waiters, started }
     }
 
-    async fn wait(&self, name: &str) -> oneshot::Receiver<Instant> {
+    pub(super) async fn wait(&self, name: &str) -> oneshot::Receiver<Instant> {
         let (tx, rx) = oneshot::channel();
         if let Some(at) = self.started.lock().await.get(name) {
             let _ = tx.send(*at);
@@ -145,7 +145,7 @@ impl StartWatch {
     }
 }
 
-async fn namespace(client: &kube::Client, name: &str) -> anyhow::Result<Api<Pod>> {
+pub(super) async fn namespace(client: &kube::Client, name: &str) -> anyhow::Result<Api<Pod>> {
     let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}}))?;
     Api::<Namespace>::all(client.clone())
         .create(&PostParams::default(), &ns)
@@ -153,7 +153,7 @@ async fn namespace(client: &kube::Client, name: &str) -> anyhow::Result<Api<Pod>
     Ok(Api::namespaced(client.clone(), name))
 }
 
-async fn wait_node_ready(client: &kube::Client, name: &str) -> anyhow::Result<()> {
+pub(super) async fn wait_node_ready(client: &kube::Client, name: &str) -> anyhow::Result<()> {
     let nodes: Api<Node> = Api::all(client.clone());
     let start = Instant::now();
     loop {
@@ -229,11 +229,11 @@ pub async fn run(bench: WasmBench) -> anyhow::Result<WasmReport> {
     skiff_node::images::push_wasm(&hello, &hello_image, &[]).await?;
     skiff_node::images::push_wasm(&sleeper, &sleeper_image, &[]).await?;
 
-    let control = start_skiff_as("control")?;
+    let control = start_skiff_as("control", &[])?;
     let client = client_for(&control).await?;
     wait_ready(&client).await?;
     let max_pods = (bench.density_pods + bench.start_pods + 100) as u32;
-    let node = join_node(&control, "bench-node", max_pods)?;
+    let node = join_node(&control, "bench-node", max_pods, &[])?;
     wait_node_ready(&client, "bench-node").await?;
 
     // (1) Start latency, one pod after another; one warm-up pod first so the module's compile
@@ -303,7 +303,7 @@ pub async fn run(bench: WasmBench) -> anyhow::Result<WasmReport> {
     drop(control);
 
     // (3) The scheduler, on a fresh control plane with fake nodes.
-    let control = start_skiff_as("control")?;
+    let control = start_skiff_as("control", &[])?;
     let client = client_for(&control).await?;
     wait_ready(&client).await?;
     let binds =

@@ -27,7 +27,7 @@ use skiff_sandbox::{ArtifactKind, ImageArtifact, ImageConfig};
 
 pub use auth::{RegistryAuth, auths_from_secrets};
 pub use error::{ImageError, PullError, PushError, RegistryError, StoreError};
-pub use push::push_wasm;
+pub use push::{push_image, push_wasm};
 pub use reference::{PullPolicy, UnknownPullPolicy};
 
 use store::ContentStore;

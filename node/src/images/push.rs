@@ -1,5 +1,6 @@
 //! `skiff push`: publishing a WebAssembly module or component as a Wasm OCI artifact (CNCF TAG
-//! Runtime layout: config `application/vnd.wasm.config.v0+json`, one `application/wasm` layer).
+//! Runtime layout: config `application/vnd.wasm.config.v0+json`, one `application/wasm` layer);
+//! [`push_image`] publishes any image built in memory (the benchmarks' busybox).
 
 use std::path::Path;
 use std::str::FromStr;
@@ -36,11 +37,29 @@ pub async fn push_wasm(
         return Err(fail(PushError::NotWasm));
     }
     let config = wasm_config(&module);
+    push_image(
+        &image,
+        ("application/vnd.wasm.config.v0+json", &config),
+        &[("application/wasm", &module)],
+        insecure_registries,
+    )
+    .await
+    .map_err(fail)
+}
+
+/// Pushes an image made of `config` and `layers` (media type, bytes) to `image` (anonymously)
+/// and returns its manifest digest. Blobs the registry has are sent again: images here are small.
+pub async fn push_image(
+    image: &Reference,
+    config: (&str, &[u8]),
+    layers: &[(&str, &[u8])],
+    insecure_registries: &[String],
+) -> Result<String, PushError> {
     let manifest = serde_json::to_vec(&serde_json::json!({
         "schemaVersion": 2,
         "mediaType": OCI_IMAGE_MEDIA_TYPE,
-        "config": descriptor("application/vnd.wasm.config.v0+json", &config),
-        "layers": [descriptor("application/wasm", &module)],
+        "config": descriptor(config.0, config.1),
+        "layers": layers.iter().map(|(kind, bytes)| descriptor(kind, bytes)).collect::<Vec<_>>(),
     }))
     .expect("a JSON value always serialises");
     let client = Client::new(ClientConfig {
@@ -50,16 +69,16 @@ pub async fn push_wasm(
     });
     let upload = async {
         client
-            .auth(&image, &OciAuth::Anonymous, RegistryOperation::Push)
+            .auth(image, &OciAuth::Anonymous, RegistryOperation::Push)
             .await?;
-        for blob in [&config, &module] {
+        for blob in std::iter::once(config.1).chain(layers.iter().map(|(_, b)| *b)) {
             client
-                .push_blob(&image, blob.clone(), &sha256_digest(blob))
+                .push_blob(image, blob.to_vec(), &sha256_digest(blob))
                 .await?;
         }
         client
             .push_manifest_raw(
-                &image,
+                image,
                 manifest.clone(),
                 OCI_IMAGE_MEDIA_TYPE
                     .parse()
@@ -69,7 +88,7 @@ pub async fn push_wasm(
     };
     upload
         .await
-        .map_err(|e| fail(PushError::Registry(RegistryError::from(e))))?;
+        .map_err(|e| PushError::Registry(RegistryError::from(e)))?;
     Ok(sha256_digest(&manifest))
 }
 

@@ -102,6 +102,32 @@ pub trait ContainerLocator: Send + Sync {
     /// The runtime handlers of the pod's containers (port forwarding addresses a pod, not a
     /// container).
     fn pod_runtime_handlers(&self, namespace: &str, pod: &str) -> Result<Vec<String>, LocateError>;
+
+    /// The runtime and sandbox running `container`, for exec and attach. By default none: the
+    /// container is found, and refuses exec and attach (a stand-in that serves logs only).
+    fn container_target(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: &str,
+    ) -> Result<crate::streaming::ContainerTarget, LocateError> {
+        let logs = self.locate(namespace, pod, container)?;
+        Ok(crate::streaming::ContainerTarget {
+            handler: logs.runtime_handler,
+            runtime: None,
+        })
+    }
+
+    /// Where the pod's ports are, for port forwarding. By default nowhere: the pod has no
+    /// network.
+    fn pod_ports(
+        &self,
+        namespace: &str,
+        pod: &str,
+    ) -> Result<crate::streaming::PodPorts, LocateError> {
+        self.pod_runtime_handlers(namespace, pod)
+            .map(|_| crate::streaming::PodPorts::None)
+    }
 }
 
 #[cfg(test)]

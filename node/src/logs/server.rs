@@ -1,5 +1,6 @@
 //! The node's HTTPS server, the kubelet's streaming endpoints the API server proxies to:
-//! `GET /containerLogs/{namespace}/{pod}/{container}` and `/exec`, `/attach`, `/portForward`.
+//! `GET /containerLogs/{namespace}/{pod}/{container}`, and `/exec`, `/attach`, `/portForward`
+//! whose upgraded sessions [`crate::streaming`] serves.
 //!
 //! Only the control plane talks to nodes: TLS client certificates are required, verified against
 //! the cluster CA, and must carry the `system:masters` group. Failures answer a Kubernetes
@@ -10,7 +11,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
@@ -29,6 +30,7 @@ use tracing::{debug, warn};
 
 use super::ContainerLocator;
 use super::read::{LogOptions, LogSink, read_logs};
+use crate::streaming;
 
 /// The group whose members may use the node's endpoints (the API server's kubelet client).
 const CONTROL_PLANE_GROUP: &str = "system:masters";
@@ -262,115 +264,62 @@ impl LogSink for ChannelSink {
     }
 }
 
-/// What a streaming endpoint answers for a container: why wasmtime cannot serve `verb`, or that
-/// runc streaming is not implemented yet.
-fn refuse_stream(
-    locator: &dyn ContainerLocator,
-    verb: StreamVerb,
-    namespace: &str,
-    pod: &str,
-    container: &str,
-) -> Response {
-    match locator.locate(namespace, pod, container) {
-        Ok(logs) => status(unsupported(verb, &logs.runtime_handler, container)),
-        Err(e) => status(ApiError::from(&e)),
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum StreamVerb {
-    Exec,
-    Attach,
-}
-
-/// The refusal for `verb` into a container run by `handler`.
-fn unsupported(verb: StreamVerb, handler: &str, container: &str) -> ApiError {
-    let (name, why) = match verb {
-        StreamVerb::Exec => ("exec", "which has no shell or processes to run commands in"),
-        StreamVerb::Attach => (
-            "attach",
-            "which has no terminal or stdin to attach to; its output is in `kubectl logs -f`",
-        ),
-    };
-    if handler == "wasmtime" {
-        ApiError::bad_request(format!(
-            "{name} is not supported for container {container:?}: it is a WebAssembly module run by wasmtime, {why}"
-        ))
-    } else {
-        not_implemented(format!(
-            "{name} is not implemented yet for container {container:?} run by {handler}"
-        ))
-    }
-}
-
-fn not_implemented(message: String) -> ApiError {
-    ApiError {
-        code: 501,
-        reason: "NotImplemented",
-        message,
-        details: None,
-        retry_after_seconds: None,
-    }
+/// A streaming endpoint's answer: the 101 it upgrades with, or the `Status` it refuses with.
+fn streamed(result: Result<Response, ApiError>) -> Response {
+    result.unwrap_or_else(status)
 }
 
 async fn exec(
     State(locator): Locator,
     Path((namespace, pod, container)): Path<(String, String, String)>,
+    req: Request,
 ) -> Response {
-    refuse_stream(&*locator, StreamVerb::Exec, &namespace, &pod, &container)
+    streamed(streaming::exec(&*locator, &namespace, &pod, &container, req).await)
 }
 
 async fn exec_uid(
     State(locator): Locator,
     Path((namespace, pod, _uid, container)): Path<(String, String, String, String)>,
+    req: Request,
 ) -> Response {
-    refuse_stream(&*locator, StreamVerb::Exec, &namespace, &pod, &container)
+    streamed(streaming::exec(&*locator, &namespace, &pod, &container, req).await)
 }
 
 async fn attach(
     State(locator): Locator,
     Path((namespace, pod, container)): Path<(String, String, String)>,
+    req: Request,
 ) -> Response {
-    refuse_stream(&*locator, StreamVerb::Attach, &namespace, &pod, &container)
+    streamed(streaming::attach(&*locator, &namespace, &pod, &container, req).await)
 }
 
 async fn attach_uid(
     State(locator): Locator,
     Path((namespace, pod, _uid, container)): Path<(String, String, String, String)>,
+    req: Request,
 ) -> Response {
-    refuse_stream(&*locator, StreamVerb::Attach, &namespace, &pod, &container)
-}
-
-/// Port forwarding addresses the pod: refused for a pod of Wasm modules (they cannot listen
-/// until pod networking lands), not implemented yet for runc containers.
-fn refuse_port_forward(locator: &dyn ContainerLocator, namespace: &str, pod: &str) -> Response {
-    match locator.pod_runtime_handlers(namespace, pod) {
-        Ok(handlers) if handlers.iter().all(|h| h == "wasmtime") => {
-            status(ApiError::bad_request(format!(
-                "port forwarding is not supported for pod {pod:?}: its containers are WebAssembly modules run by wasmtime, which cannot listen on ports until pod networking is implemented"
-            )))
-        }
-        Ok(_) => status(not_implemented(format!(
-            "port forwarding is not implemented yet for pod {pod:?}"
-        ))),
-        Err(e) => status(ApiError::from(&e)),
-    }
+    streamed(streaming::attach(&*locator, &namespace, &pod, &container, req).await)
 }
 
 async fn port_forward(
     State(locator): Locator,
     Path((namespace, pod)): Path<(String, String)>,
+    req: Request,
 ) -> Response {
-    refuse_port_forward(&*locator, &namespace, &pod)
+    streamed(streaming::port_forward(&*locator, &namespace, &pod, req).await)
 }
 
 async fn port_forward_uid(
     State(locator): Locator,
     Path((namespace, pod, _uid)): Path<(String, String, String)>,
+    req: Request,
 ) -> Response {
-    refuse_port_forward(&*locator, &namespace, &pod)
+    streamed(streaming::port_forward(&*locator, &namespace, &pod, req).await)
 }
 
+#[cfg(test)]
+#[path = "server_stream_tests.rs"]
+mod stream_tests;
 #[cfg(test)]
 #[path = "server_tests.rs"]
 mod tests;

@@ -9,11 +9,14 @@ use rcgen::{
     SanType,
 };
 use serde_json::Value;
+use skiff_sandbox::SandboxId;
 use skiff_sandbox::cri_log::{LogFile, Stream};
 use tokio::sync::watch;
 
+use super::stream_tests::FakeRuntime;
 use super::*;
 use crate::logs::{ContainerLogs, LocateError};
+use crate::streaming::{ContainerTarget, PodPorts};
 
 struct Pem {
     cert: String,
@@ -58,7 +61,7 @@ fn issue(issuer: &Issuer<'_, KeyPair>, cn: &str, org: Option<&str>, server: bool
 }
 
 /// A fake pod worker: `default/p` has a running wasm container `c` (a previous run too), a
-/// waiting container `w`, and a runc container `r`.
+/// waiting container `w`, and a runc container `r`; `default/h` is on the host's network.
 struct Fake {
     dir: PathBuf,
     exited: watch::Receiver<bool>,
@@ -85,7 +88,7 @@ impl ContainerLocator for Fake {
         };
         match container {
             "c" => Ok(logs(true, "wasmtime")),
-            "r" => Ok(logs(false, "runc")),
+            "r" | "stopped" => Ok(logs(false, "runc")),
             "w" => Err(LocateError::Waiting {
                 pod: pod.into(),
                 container: container.into(),
@@ -101,9 +104,38 @@ impl ContainerLocator for Fake {
     fn pod_runtime_handlers(&self, _: &str, _: &str) -> Result<Vec<String>, LocateError> {
         Ok(vec!["wasmtime".into()])
     }
+
+    fn container_target(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: &str,
+    ) -> Result<ContainerTarget, LocateError> {
+        let logs = self.locate(namespace, pod, container)?;
+        let handler = if logs.runtime_handler == "wasmtime" {
+            "wasmtime"
+        } else {
+            "runc"
+        };
+        Ok(ContainerTarget {
+            handler: handler.into(),
+            runtime: Some((Arc::new(FakeRuntime(handler)), SandboxId("u".into()))),
+        })
+    }
+
+    fn pod_ports(&self, namespace: &str, pod: &str) -> Result<PodPorts, LocateError> {
+        match (namespace, pod) {
+            ("default", "p") => Ok(PodPorts::None),
+            ("default", "h") => Ok(PodPorts::Host),
+            _ => Err(LocateError::PodNotFound {
+                namespace: namespace.into(),
+                pod: pod.into(),
+            }),
+        }
+    }
 }
 
-struct Harness {
+pub(super) struct Harness {
     addr: SocketAddr,
     ca: String,
     client: Pem,
@@ -119,7 +151,7 @@ impl Drop for Harness {
     }
 }
 
-async fn start() -> Harness {
+pub(super) async fn start() -> Harness {
     let (ca, issuer) = ca();
     let server = issue(&issuer, "node-1", Some("system:nodes"), true);
     let client = issue(
@@ -154,7 +186,7 @@ async fn start() -> Harness {
     }
 }
 
-type Resp = hyper::Response<hyper::body::Incoming>;
+pub(super) type Resp = hyper::Response<hyper::body::Incoming>;
 
 /// One request over a fresh TLS connection presenting `client` (or no certificate).
 async fn request(
@@ -162,6 +194,17 @@ async fn request(
     client: Option<&Pem>,
     method: &str,
     path: &str,
+) -> Result<Resp, String> {
+    request_with(h, client, method, path, &[]).await
+}
+
+/// [`request`] with extra headers (an upgrade's).
+async fn request_with(
+    h: &Harness,
+    client: Option<&Pem>,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
 ) -> Result<Resp, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = RootCertStore::empty();
@@ -192,13 +235,15 @@ async fn request(
     let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
         .await
         .map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
-    let req = hyper::Request::builder()
+    tokio::spawn(conn.with_upgrades());
+    let mut req = hyper::Request::builder()
         .method(method)
         .uri(path)
-        .header("host", "node")
-        .body(Body::empty())
-        .unwrap();
+        .header("host", "node");
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let req = req.body(Body::empty()).unwrap();
     send.send_request(req).await.map_err(|e| e.to_string())
 }
 
@@ -209,13 +254,25 @@ async fn get(h: &Harness, path: &str) -> (u16, String) {
     (code, String::from_utf8_lossy(&body).into_owned())
 }
 
-async fn body_of(resp: Resp) -> Bytes {
+/// A request from the API server (the harness's client) with an upgrade's headers.
+pub(super) async fn upgrade(
+    h: &Harness,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Resp {
+    request_with(h, Some(&h.client), method, path, headers)
+        .await
+        .unwrap()
+}
+
+pub(super) async fn body_of(resp: Resp) -> Bytes {
     axum::body::to_bytes(Body::new(resp.into_body()), usize::MAX)
         .await
         .unwrap()
 }
 
-fn message(body: &str) -> String {
+pub(super) fn message(body: &str) -> String {
     let v: Value = serde_json::from_str(body).unwrap_or_else(|_| panic!("not a Status: {body}"));
     assert_eq!(v["kind"], "Status", "{body}");
     v["message"].as_str().unwrap().to_string()
@@ -320,39 +377,6 @@ async fn follow_streams_until_the_run_exits() {
     h.exit.send(true).unwrap();
     while next(&mut got).await {}
     assert_eq!(got, "first\nsecond\nlast\n");
-}
-
-#[tokio::test]
-async fn exec_attach_and_port_forward_into_wasm_are_refused_with_the_reason() {
-    let h = start().await;
-    for method in ["GET", "POST"] {
-        let resp = request(
-            &h,
-            Some(&h.client),
-            method,
-            "/exec/default/p/c?command=ls&stdout=1",
-        )
-        .await
-        .unwrap();
-        assert_eq!(resp.status(), 400);
-        let body = body_of(resp).await;
-        assert_eq!(
-            message(&String::from_utf8_lossy(&body)),
-            "exec is not supported for container \"c\": it is a WebAssembly module run by wasmtime, which has no shell or processes to run commands in"
-        );
-    }
-    let (code, body) = get(&h, "/attach/default/p/c?stdout=1").await;
-    assert_eq!(code, 400);
-    assert!(message(&body).starts_with("attach is not supported for container \"c\""));
-    let (code, body) = get(&h, "/portForward/default/p").await;
-    assert_eq!(code, 400);
-    assert!(message(&body).starts_with("port forwarding is not supported for pod \"p\""));
-    let (code, body) = get(&h, "/exec/default/p/r?command=ls").await;
-    assert_eq!(code, 501);
-    assert_eq!(
-        message(&body),
-        "exec is not implemented yet for container \"r\" run by runc"
-    );
 }
 
 #[tokio::test]

@@ -60,8 +60,8 @@ impl NetworkConfig {
     }
 }
 
-/// The pod network conflist for `config`: a bridge that is the pods' gateway and masquerades
-/// their traffic leaving the podCIDR, host-local addresses from the podCIDR (leases kept under
+/// The pod network conflist for `config`: a bridge that is the pods' gateway (their traffic
+/// leaving the podCIDR is masqueraded by one node-wide rule, see `masquerade`), host-local addresses from the podCIDR (leases kept under
 /// our data dir, not `/var/lib/cni`), then portmap for hostPorts.
 pub fn pod_network(config: &NetworkConfig) -> Result<NetworkConfigList, NetworkError> {
     let subnet = parse_cidr(&config.pod_cidr).ok_or_else(|| NetworkError::InvalidPodCidr {
@@ -83,7 +83,7 @@ pub fn pod_network(config: &NetworkConfig) -> Result<NetworkConfigList, NetworkE
         "type": "bridge",
         "bridge": config.bridge,
         "isGateway": true,
-        "ipMasq": true,
+        "ipMasq": false,
         "hairpinMode": true,
         "ipam": {
             "type": "host-local",
@@ -175,7 +175,7 @@ mod tests {
                     "type": "bridge",
                     "bridge": "skiff0",
                     "isGateway": true,
-                    "ipMasq": true,
+                    "ipMasq": false,
                     "hairpinMode": true,
                     "ipam": {
                         "type": "host-local",

@@ -21,6 +21,7 @@
 pub mod cni;
 pub mod conflist;
 pub mod etc_files;
+mod masquerade;
 pub mod netns;
 mod setup;
 mod teardown;
@@ -51,6 +52,8 @@ pub enum NetworkError {
         cni::PLUGINS_PACKAGE
     )]
     PluginNotFound { plugin: String, bin_dir: PathBuf },
+    #[error("adding the masquerade rule for pods of {pod_cidr}: {output}")]
+    Masquerade { pod_cidr: String, output: String },
     #[error(
         "CNI plugin \"{plugin}\" {command} failed (code {code}): {msg}{}",
         with_details(.details)
@@ -229,6 +232,7 @@ impl PodNetwork {
             );
         }
         conflist::write_if_changed(&net_d.join(conflist::LOOPBACK_CONFLIST), &loopback)?;
+        masquerade::ensure(&config.pod_cidr, &config.bridge)?;
         for dir in [config.ipam_dir(), netns_dir(&config), pods_dir(&config)] {
             std::fs::create_dir_all(&dir).map_err(|source| NetworkError::Io {
                 action: "creating",

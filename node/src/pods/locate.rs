@@ -5,11 +5,14 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use skiff_sandbox::SandboxId;
 use tokio::sync::watch;
 
 use super::Context;
+use super::sandbox::PodNetworkInfo;
 use super::state::PodState;
 use crate::logs::{ContainerLocator, ContainerLogs, LocateError, log_path};
+use crate::streaming::{ContainerTarget, PodPorts};
 
 #[derive(Debug, Clone)]
 struct ContainerEntry {
@@ -23,6 +26,10 @@ struct ContainerEntry {
 struct PodEntry {
     uid: String,
     containers: HashMap<String, ContainerEntry>,
+    /// The pod's sandbox in each runtime it uses, by handler (exec and attach go there).
+    sandboxes: HashMap<&'static str, SandboxId>,
+    /// Where its ports are (port forwarding).
+    network: Option<PodNetworkInfo>,
 }
 
 /// `(namespace, name)` → what the log server needs of the pod.
@@ -47,6 +54,12 @@ impl LogIndex {
         let entry = PodEntry {
             uid: state.uid.clone(),
             containers,
+            sandboxes: state
+                .sandboxes
+                .iter()
+                .map(|(handler, (_, id))| (*handler, id.clone()))
+                .collect(),
+            network: state.network.clone(),
         };
         self.0
             .lock()
@@ -130,5 +143,48 @@ impl ContainerLocator for Locator {
         handlers.sort();
         handlers.dedup();
         Ok(handlers)
+    }
+
+    fn container_target(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: &str,
+    ) -> Result<ContainerTarget, LocateError> {
+        let entry = self.0.log_index.get(namespace, pod)?;
+        let Some(c) = entry.containers.get(container) else {
+            return Err(LocateError::ContainerNotFound {
+                pod: pod.to_string(),
+                container: container.to_string(),
+            });
+        };
+        let runtime = c.handler.and_then(|handler| {
+            Some((
+                self.0.runtime(handler)?,
+                entry.sandboxes.get(handler)?.clone(),
+            ))
+        });
+        match (runtime, &c.exited) {
+            (Some((runtime, sandbox)), Some(_)) => Ok(ContainerTarget {
+                handler: runtime.handler().to_string(),
+                runtime: Some((runtime, sandbox)),
+            }),
+            _ => Err(LocateError::Waiting {
+                pod: pod.to_string(),
+                container: container.to_string(),
+                reason: c.waiting.unwrap_or("ContainerCreating").to_string(),
+            }),
+        }
+    }
+
+    fn pod_ports(&self, namespace: &str, pod: &str) -> Result<PodPorts, LocateError> {
+        let entry = self.0.log_index.get(namespace, pod)?;
+        Ok(match entry.network {
+            Some(PodNetworkInfo {
+                netns: Some(path), ..
+            }) => PodPorts::Namespace(path),
+            Some(PodNetworkInfo { netns: None, .. }) => PodPorts::Host,
+            None => PodPorts::None,
+        })
     }
 }

@@ -293,12 +293,42 @@ impl Worker {
         }
         if let Some(exec) = &self.probe.exec {
             let command = exec.command.clone().unwrap_or_default();
-            return Err(format!(
-                "exec probes are not supported yet (command {command:?})"
-            ));
+            let timeout = seconds(self.probe.timeout_seconds, 1, 1);
+            let t = &self.target;
+            return run_exec(
+                &*t.runtime,
+                &t.sandbox,
+                &t.container.name,
+                &command,
+                timeout,
+            )
+            .await;
         }
         Err("the probe names no action".into())
     }
+}
+
+/// Runs `command` in the target's container (exec probes and hooks): success is exit 0; a
+/// failure says what the command printed, as the kubelet's events do.
+pub(super) async fn run_exec(
+    runtime: &dyn PodSandbox,
+    sandbox: &SandboxId,
+    container: &str,
+    command: &[String],
+    timeout: Duration,
+) -> Result<(), String> {
+    let out = skiff_sandbox::exec_sync(runtime, sandbox, container, command, timeout)
+        .await
+        .map_err(|e| e.to_string())?;
+    if out.exit_code == 0 {
+        return Ok(());
+    }
+    let printed = String::from_utf8_lossy(&out.output).trim_end().to_string();
+    Err(if printed.is_empty() {
+        format!("command {command:?} exited with {}", out.exit_code)
+    } else {
+        printed
+    })
 }
 
 /// A probe's port: a number, or the name of one of the container's ports.

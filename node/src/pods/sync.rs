@@ -571,7 +571,13 @@ async fn start(
     );
     if let Some(hook) = super::hooks::post_start(container) {
         let ip = state.network.as_ref().and_then(|n| n.ips.first().copied());
-        if let Err(message) = super::hooks::run(hook, container, ip).await {
+        let target = super::hooks::HookTarget {
+            container,
+            runtime: &*runtime,
+            sandbox: &sandbox,
+            pod_ip: ip,
+        };
+        if let Err(message) = super::hooks::run(hook, target).await {
             ctx.events
                 .pod(pod, at, EventType::Warning, "FailedPostStartHook", message);
             let grace = pod
@@ -763,7 +769,13 @@ async fn sandbox_for(
     ctx: &Context,
 ) -> Result<SandboxId, skiff_sandbox::SandboxError> {
     if let Some((_, id)) = state.sandboxes.get(runtime.handler()) {
-        return Ok(id.clone());
+        let id = id.clone();
+        if state.network.is_some() {
+            // The sandbox may predate the pod's network (a first container that needed none):
+            // creating it again tells the runtime about the namespace.
+            runtime.create(&sandbox_spec(pod, state, ctx)).await?;
+        }
+        return Ok(id);
     }
     let id = runtime.create(&sandbox_spec(pod, state, ctx)).await?;
     debug!(pod = %pod.name_any(), handler, "sandbox created");

@@ -70,7 +70,13 @@ async fn stop(pod: Option<&Pod>, state: &mut PodState, grace: Duration, ctx: &Co
             // as the kubelet grants).
             let started = std::time::Instant::now();
             let ip = state.network.as_ref().and_then(|n| n.ips.first().copied());
-            match tokio::time::timeout(grace, super::hooks::run(hook, spec, ip)).await {
+            let target = super::hooks::HookTarget {
+                container: spec,
+                runtime: &**runtime,
+                sandbox: id,
+                pod_ip: ip,
+            };
+            match tokio::time::timeout(grace, super::hooks::run(hook, target)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(message)) => {
                     ctx.events

@@ -35,6 +35,15 @@ pub struct Pod {
 
 impl Pod {
     pub async fn new() -> Pod {
+        Pod::create(None).await
+    }
+
+    /// A pod whose containers join the network namespace bound at `netns`.
+    pub async fn in_network_namespace(netns: &Path) -> Pod {
+        Pod::create(Some(netns.to_path_buf())).await
+    }
+
+    async fn create(network_namespace: Option<PathBuf>) -> Pod {
         let dir = tempfile::tempdir().expect("temp dir");
         let sandbox = new_sandbox(&dir.path().join("cache"));
         let id = sandbox
@@ -43,6 +52,7 @@ impl Pod {
                 namespace: "default".into(),
                 name: "test".into(),
                 dir: dir.path().join("pod"),
+                network_namespace,
                 ..Default::default()
             })
             .await

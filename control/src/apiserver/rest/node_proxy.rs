@@ -4,8 +4,9 @@
 //! answer: a success streams through unbuffered (a follow must stream), a refusal becomes the
 //! `Status` the node sent.
 //!
-//! The `exec`, `attach` and `portforward` subresources are forwarded here with the headers kubectl
-//! sends; relaying an upgraded connection (runc exec) is left to the OCI runtime's issue.
+//! The `exec`, `attach` and `portforward` subresources are forwarded with the headers kubectl
+//! sends; when the node upgrades the connection (WebSocket, SPDY), the client is answered with
+//! the node's 101 and the two upgraded connections are spliced, byte for byte, both ways.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -103,7 +104,8 @@ impl KubeletClient {
             .await
             .map_err(|e| unreachable(e.to_string()))?;
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            // With upgrades: an exec or port-forward connection outlives its HTTP exchange.
+            if let Err(e) = conn.with_upgrades().await {
                 tracing::debug!(error = %e, "node connection ended with an error");
             }
         });
@@ -282,7 +284,7 @@ fn known_reason(reason: &str) -> &'static str {
 }
 
 /// `pods/NAME/exec`, `attach` and `portforward` (GET or POST): forwarded to the node with the
-/// client's upgrade headers; its answer is relayed.
+/// client's upgrade headers; its answer is relayed, an upgrade by splicing the connections.
 pub(crate) async fn stream<S: Store>(
     api: &ApiServer<S>,
     rp: &ResourcePath,
@@ -318,7 +320,8 @@ pub(crate) async fn stream<S: Store>(
     } else {
         format!("{node_path}?{raw_query}")
     };
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    let client_upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
     let mut forward = hyper::Request::builder().method(parts.method).uri(uri);
     for (key, value) in &parts.headers {
         // The node authenticates the API server, not the user; Host names the node.
@@ -332,21 +335,53 @@ pub(crate) async fn stream<S: Store>(
         .map_err(|e| ApiError::internal(e.to_string()))?;
     let resp = kubelet(api)?.send(&host, port, forward).await?;
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-        return Err(ApiError {
-            code: 501,
-            reason: "NotImplemented",
-            message: format!(
-                "relaying an upgraded {subresource} connection is not implemented yet"
-            ),
-            details: None,
-            retry_after_seconds: None,
-        });
+        // Only an HTTP/1.1 client connection can be upgraded; kubectl's streaming ones are.
+        let client_upgrade = client_upgrade.ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "{subresource} needs an HTTP/1.1 connection that can be upgraded"
+            ))
+        })?;
+        return Ok(splice(client_upgrade, resp, name, subresource));
     }
     if !resp.status().is_success() {
         return Err(refusal(resp).await);
     }
     let (parts, body) = resp.into_parts();
     Ok(Response::from_parts(parts, Body::new(body)))
+}
+
+/// Answers the client with the node's 101 (its upgrade headers: the WebSocket accept key and
+/// subprotocol, or SPDY's stream protocol) and, once both connections are upgraded, copies
+/// between them until both directions end.
+fn splice(
+    client: hyper::upgrade::OnUpgrade,
+    mut node: hyper::Response<hyper::body::Incoming>,
+    pod: &str,
+    subresource: &str,
+) -> Response {
+    let mut answer = Response::new(Body::empty());
+    *answer.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    *answer.headers_mut() = std::mem::take(node.headers_mut());
+    let node = hyper::upgrade::on(node);
+    let span = tracing::debug_span!("stream", pod = %pod, subresource = %subresource);
+    tokio::spawn(tracing::Instrument::instrument(
+        async move {
+            let (client, node) = match tokio::try_join!(client, node) {
+                Ok(both) => both,
+                Err(e) => {
+                    tracing::debug!(error = %e, "a streaming connection was not upgraded");
+                    return;
+                }
+            };
+            let (mut client, mut node) = (TokioIo::new(client), TokioIo::new(node));
+            match tokio::io::copy_bidirectional(&mut client, &mut node).await {
+                Ok((up, down)) => tracing::debug!(up, down, "streaming connection ended"),
+                Err(e) => tracing::debug!(error = %e, "streaming connection ended with an error"),
+            }
+        },
+        span,
+    ));
+    answer
 }
 
 /// `raw` without the `name=` pairs.

@@ -1,0 +1,137 @@
+//! Wasm and containers in one pod: a Wasm component serving HTTP on wasi:sockets beside a busybox
+//! container, sharing the pod's network namespace (localhost and the pod IP), and reachable from
+//! another pod; real `skiff up`, registry and kubectl.
+
+use std::path::PathBuf;
+
+use serde_json::json;
+use skiff_tests::{Cluster, LOCAL_NODE, Registry, eventually, samples_dir};
+
+struct Env {
+    cluster: Cluster,
+    registry: Registry,
+}
+
+fn module(name: &str) -> PathBuf {
+    let path = samples_dir().join("wasm/out").join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: build the samples with samples/wasm/build.sh",
+        path.display()
+    );
+    path
+}
+
+impl Env {
+    fn start() -> Env {
+        let registry = Registry::start().expect("starting the registry");
+        let cluster = Cluster::start();
+        cluster.wait_node_ready(LOCAL_NODE, || cluster.server_log());
+        Env { cluster, registry }
+    }
+
+    fn wasm(&self, name: &str) -> String {
+        let repo_tag = format!("samples/{name}:v1");
+        self.registry
+            .push_wasm(&module(name), &repo_tag)
+            .expect("pushing a sample");
+        format!("{}/{repo_tag}", self.registry.addr())
+    }
+
+    fn busybox(&self) -> String {
+        self.registry
+            .push_busybox("test/busybox:v1")
+            .expect("pushing busybox")
+    }
+
+    /// The log of `container` in `pod`, once it contains `needle`.
+    fn log_with(&self, pod: &str, container: &str, needle: &str) -> String {
+        eventually(
+            &format!("{needle:?} in the log of {pod}/{container}"),
+            || {
+                let run = self.cluster.kubectl(&["logs", pod, "-c", container]);
+                if run.success() && run.stdout.contains(needle) {
+                    Ok(run.stdout)
+                } else {
+                    Err(run.to_string())
+                }
+            },
+        )
+    }
+}
+
+/// A shell loop fetching `url` until it answers (Running does not mean listening yet).
+fn fetch(url: &str) -> String {
+    format!("for i in $(seq 1 30); do wget -q -O- {url} && exit 0; sleep 1; done; exit 1")
+}
+
+#[test]
+fn a_wasm_server_and_a_container_share_the_pods_network() {
+    let env = Env::start();
+    let server = env.wasm("http-hello");
+    let busybox = env.busybox();
+    let pod = json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "mixed"},
+        "spec": {
+            "containers": [
+                {"name": "server", "image": server, "ports": [{"containerPort": 8080}]},
+                {"name": "client", "image": busybox,
+                 "command": ["sh", "-c", format!("{} && sleep 3600", fetch("http://127.0.0.1:8080/"))]},
+            ],
+        },
+    });
+    env.cluster.apply(&pod.to_string());
+    let client_log = env.log_with("mixed", "client", "hello from wasm");
+    assert!(client_log.contains("hello from wasm"), "{client_log}");
+    let mixed = env.cluster.wait_pod_phase("mixed", "Running");
+    let handlers: Vec<String> = mixed["status"]["containerStatuses"]
+        .as_array()
+        .expect("statuses")
+        .iter()
+        .map(|s| s["containerID"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(
+        handlers.iter().any(|id| id.starts_with("wasm://"))
+            && handlers.iter().any(|id| id.starts_with("runc://")),
+        "one Wasm and one runc container: {handlers:?}"
+    );
+    let ip = mixed["status"]["podIP"]
+        .as_str()
+        .expect("the mixed pod has an IP")
+        .to_string();
+
+    // Another pod reaches the Wasm server at the pod's IP.
+    let visitor = json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "visitor"},
+        "spec": {
+            "restartPolicy": "Never",
+            "containers": [{"name": "app", "image": busybox,
+                "command": ["sh", "-c", fetch(&format!("http://{ip}:8080/"))]}],
+        },
+    });
+    env.cluster.apply(&visitor.to_string());
+    env.cluster.wait_pod_phase("visitor", "Succeeded");
+    let visitor_log = env.cluster.kubectl_ok(&["logs", "visitor"]);
+    assert!(visitor_log.contains("hello from wasm"), "{visitor_log}");
+    let server_log = env.cluster.kubectl_ok(&["logs", "mixed", "-c", "server"]);
+    assert!(
+        !server_log.trim().is_empty(),
+        "the server logs its requests: {server_log:?}"
+    );
+
+    env.cluster
+        .kubectl_ok(&["delete", "pod", "--all", "--wait", "--grace-period=1"]);
+    let left = eventually("nothing left behind", || {
+        let left = env.cluster.leftovers();
+        if left.is_empty() {
+            Ok(left)
+        } else {
+            Err(left.join("\n"))
+        }
+    });
+    assert!(left.is_empty());
+}
