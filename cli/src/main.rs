@@ -64,7 +64,10 @@ enum Command {
     Version,
     /// Supervise one container (started by the node agent, not by hand).
     #[command(hide = true)]
-    Shim { dir: PathBuf },
+    Shim {
+        /// The container's directory; without it, a spare shim reads it from stdin.
+        dir: Option<PathBuf>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -94,8 +97,9 @@ fn main() -> anyhow::Result<()> {
             agent::run(args.server, &args.token, args.data_dir, args.node, shutdown).await
         }),
         Command::Push(args) => push::run(args),
-        Command::Shim { dir } => skiff_runtime_oci::shim::run(&dir)
+        Command::Shim { dir: Some(dir) } => skiff_runtime_oci::shim::run(&dir)
             .with_context(|| format!("shim for {}", dir.display())),
+        Command::Shim { dir: None } => skiff_runtime_oci::shim::run_spare().context("spare shim"),
         Command::Bench(cmd) => bench::run(cmd),
     }
 }

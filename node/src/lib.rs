@@ -205,7 +205,7 @@ async fn network_when_ready(
             break cidr;
         }
         waited += 1;
-        if waited % 20 == 0 {
+        if waited.is_multiple_of(20) {
             warn!(node = %node_name, "still waiting for the node's podCIDR");
         }
         tokio::select! {
@@ -218,7 +218,9 @@ async fn network_when_ready(
         match tokio::task::spawn_blocking(move || network::PodNetwork::new(config)).await {
             Ok(Ok(network)) => {
                 info!(pod_cidr = %network.config().pod_cidr, "pod network ready");
-                pods::sandbox::NetworkReadiness::Ready(Arc::new(network))
+                let network = Arc::new(network);
+                network.keep_warm();
+                pods::sandbox::NetworkReadiness::Ready(network)
             }
             Ok(Err(e)) => {
                 warn!(error = %e, "pods cannot get a network");

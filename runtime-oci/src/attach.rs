@@ -72,17 +72,25 @@ fn decode_size(payload: &[u8]) -> Option<TerminalSize> {
 /// The container's stdio as its shim holds them, shared with attach clients.
 pub(crate) struct Attachable {
     clients: Mutex<Vec<UnixStream>>,
-    /// Where clients' input goes: the stdin pipe or the pty master (`stdin: true` only).
-    stdin: Option<Mutex<File>>,
+    /// Where clients' input goes: the stdin pipe or the pty master (`stdin: true` only);
+    /// `None` once closed.
+    stdin: Mutex<Option<File>>,
+    /// Close stdin when the first attach session ends (`stdinOnce`).
+    stdin_once: bool,
     /// The pty master of a tty container, for resizes.
     terminal: Option<OwnedFd>,
 }
 
 impl Attachable {
-    pub(crate) fn new(stdin: Option<OwnedFd>, terminal: Option<OwnedFd>) -> Attachable {
+    pub(crate) fn new(
+        stdin: Option<OwnedFd>,
+        terminal: Option<OwnedFd>,
+        stdin_once: bool,
+    ) -> Attachable {
         Attachable {
             clients: Mutex::default(),
-            stdin: stdin.map(|fd| Mutex::new(File::from(fd))),
+            stdin: Mutex::new(stdin.map(File::from)),
+            stdin_once,
             terminal,
         }
     }
@@ -139,6 +147,10 @@ impl Attachable {
         if let Err(e) = self.relay_input(&mut stream) {
             tracing::debug!(error = %e, "attach client input ended");
         }
+        if self.stdin_once {
+            // The container reads end of file, as the kubelet closes a `stdinOnce` stdin.
+            self.stdin.lock().unwrap_or_else(|p| p.into_inner()).take();
+        }
     }
 
     fn relay_input(&self, stream: &mut UnixStream) -> std::io::Result<()> {
@@ -153,11 +165,13 @@ impl Attachable {
             stream.read_exact(&mut payload)?;
             match header[0] {
                 STDIN => {
-                    if let Some(stdin) = &self.stdin {
-                        stdin
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .write_all(&payload)?;
+                    if let Some(stdin) = self
+                        .stdin
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .as_mut()
+                    {
+                        stdin.write_all(&payload)?;
                     }
                 }
                 RESIZE => {

@@ -71,16 +71,23 @@ pub(crate) fn capabilities(container: &ContainerSpec) -> Result<Vec<Capability>,
             .map(Some)
             .map_err(|_| BundleError::UnknownCapability(name.clone()))
     };
+    // "All" is what this process may grant (containerd's `WithAllCurrentCapabilities`): runc
+    // fails to start a container asked for one the host has taken away.
+    let held = bounding_set();
     let all = || {
         ALL_CAPABILITIES
             .iter()
-            .filter_map(|n| Capability::from_str(n).ok())
+            .enumerate()
+            .filter(|(bit, _)| held & (1u64 << bit) != 0)
+            .filter_map(|(_, n)| Capability::from_str(n).ok())
             .collect::<Vec<_>>()
     };
     if security.privileged {
         return Ok(all());
     }
     let mut caps: Vec<Capability> = DEFAULT_CAPABILITIES.to_vec();
+    let grantable = all();
+    caps.retain(|c| grantable.contains(c));
     for drop in &security.capabilities_drop {
         match parse(drop)? {
             Some(cap) => caps.retain(|c| *c != cap),
@@ -97,7 +104,22 @@ pub(crate) fn capabilities(container: &ContainerSpec) -> Result<Vec<Capability>,
     Ok(caps)
 }
 
-/// Every capability Linux 6 defines, for `privileged` and `add: [ALL]`.
+/// This process's capability bounding set (`CapBnd` in /proc/self/status), all bits when
+/// unreadable.
+fn bounding_set() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("CapBnd:"))
+                .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        })
+        .unwrap_or(u64::MAX)
+}
+
+/// Every capability Linux 6 defines, in the order of their numbers (bit `i` is entry `i`), for
+/// `privileged` and `add: [ALL]`.
 const ALL_CAPABILITIES: &[&str] = &[
     "CHOWN",
     "DAC_OVERRIDE",
@@ -301,10 +323,14 @@ pub(crate) fn runtime_spec(bundle: &Bundle) -> Result<Spec, BundleError> {
         .env(env(container, pod, identity))
         .cwd(container.working_dir.clone().unwrap_or_else(|| "/".into()))
         .capabilities(
+            // No inheritable or ambient capabilities: a process that is not root keeps none
+            // across exec, as under containerd.
             LinuxCapabilitiesBuilder::default()
                 .bounding(cap_set.clone())
                 .effective(cap_set.clone())
                 .permitted(cap_set)
+                .inheritable(oci_spec::runtime::Capabilities::new())
+                .ambient(oci_spec::runtime::Capabilities::new())
                 .build()?,
         )
         .no_new_privileges(security.no_new_privileges && !security.privileged)

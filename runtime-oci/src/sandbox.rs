@@ -57,6 +57,9 @@ struct ContainerRun {
     stopped: std::sync::atomic::AtomicBool,
 }
 
+/// A run an earlier agent started, as found on disk.
+type Orphan = (RunMeta, Arc<ContainerRun>);
+
 struct Pod {
     spec: SandboxSpec,
     runs: Mutex<HashMap<String, Arc<ContainerRun>>>,
@@ -70,7 +73,9 @@ pub struct RuncSandbox {
     rootfs_mode: RootfsMode,
     pods: Mutex<HashMap<SandboxId, Arc<Pod>>>,
     /// Runs an earlier agent left, by pod UID, until the pod is adopted or found gone.
-    orphans: Mutex<HashMap<String, Vec<(RunMeta, Arc<ContainerRun>)>>>,
+    orphans: Mutex<HashMap<String, Vec<Orphan>>>,
+    /// A shim started ahead, waiting on its stdin for the next container's directory.
+    spare: Mutex<Option<tokio::process::Child>>,
 }
 
 fn runtime_error(
@@ -130,6 +135,7 @@ impl RuncSandbox {
             rootfs_mode: RootfsMode::detect(),
             pods: Mutex::default(),
             orphans: Mutex::new(orphans),
+            spare: Mutex::default(),
             config,
         })
     }
@@ -215,6 +221,7 @@ impl Preparer {
             runc: self.runc.clone(),
             log_path: container.log_path.clone(),
             stdin: container.stdin,
+            stdin_once: container.stdin_once,
             tty: container.tty,
             cgroup,
         };
@@ -226,34 +233,63 @@ impl Preparer {
 }
 
 impl RuncSandbox {
-    /// Starts the shim for the run in `dir` and waits for its report of the start.
-    async fn spawn_shim(&self, dir: &Path) -> Result<(), SandboxError> {
+    /// A shim process, started with `dir` or (`None`) as a spare that waits for one.
+    fn shim_process(&self, dir: Option<&Path>) -> Result<tokio::process::Child, SandboxError> {
         let Some((program, args)) = self.config.shim.split_first() else {
             return Err(runtime_error(
                 "starting the shim",
                 Reported("no shim command configured".into()),
             ));
         };
-        let log = dir.join("shim.log");
-        let stderr = std::fs::File::create(&log).map_err(io_error(&log))?;
         let mut command = tokio::process::Command::new(program);
-        command
-            .args(args)
-            .arg(dir)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(stderr);
-        // SAFETY: setsid is async-signal-safe. Its own session keeps the shim (and so the
-        // container) alive when the agent's process group is signalled.
-        unsafe {
-            command.pre_exec(|| {
-                libc::setsid();
-                Ok(())
-            });
+        command.args(args).stdout(std::process::Stdio::piped());
+        match dir {
+            Some(dir) => {
+                let log = dir.join("shim.log");
+                let stderr = std::fs::File::create(&log).map_err(io_error(&log))?;
+                command
+                    .arg(dir)
+                    .stdin(std::process::Stdio::null())
+                    .stderr(stderr);
+            }
+            None => {
+                command
+                    .stdin(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::null());
+            }
         }
-        let mut child = command
+        // No pre_exec hook (the shim leaves the agent's session itself): without one the
+        // process is spawned without copying the agent's address space.
+        command
             .spawn()
-            .map_err(|e| runtime_error("starting the shim", e))?;
+            .map_err(|e| runtime_error("starting the shim", e))
+    }
+
+    /// Starts the shim for the run in `dir` and waits for its report of the start: the spare
+    /// started ahead if there is one (a container start then does not wait for the shim's
+    /// exec), and a new spare for the next start.
+    async fn spawn_shim(&self, dir: &Path) -> Result<(), SandboxError> {
+        let spare = self.spare.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let mut child =
+            match spare.and_then(|mut s| s.try_wait().ok().flatten().is_none().then_some(s)) {
+                Some(mut spare) => {
+                    let stdin = spare.stdin.take();
+                    let told = match stdin {
+                        Some(mut stdin) => {
+                            use tokio::io::AsyncWriteExt;
+                            let line = format!("{}\n", dir.display());
+                            stdin.write_all(line.as_bytes()).await.is_ok()
+                        }
+                        None => false,
+                    };
+                    if told {
+                        spare
+                    } else {
+                        self.shim_process(Some(dir))?
+                    }
+                }
+                _ => self.shim_process(Some(dir))?,
+            };
         let mut line = String::new();
         if let Some(stdout) = child.stdout.take() {
             let _ = tokio::io::BufReader::new(stdout).read_line(&mut line).await;
@@ -262,6 +298,9 @@ impl RuncSandbox {
         tokio::spawn(async move {
             let _ = child.wait().await;
         });
+        if let Ok(spare) = self.shim_process(None) {
+            *self.spare.lock().unwrap_or_else(|p| p.into_inner()) = Some(spare);
+        }
         shim::parse_report(&line)
             .map(|_| ())
             .map_err(|message| runtime_error("starting the container", Reported(message)))
@@ -369,7 +408,7 @@ impl RuncSandbox {
 
 /// The runs in `containers/` by pod UID. A directory without a readable `meta.json` is a start
 /// that never finished; it is listed under the empty UID so that it is removed.
-fn find_runs(dir: &Path) -> HashMap<String, Vec<(RunMeta, Arc<ContainerRun>)>> {
+fn find_runs(dir: &Path) -> HashMap<String, Vec<Orphan>> {
     let mut runs: HashMap<String, Vec<_>> = HashMap::new();
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let dir = entry.path();
@@ -625,7 +664,7 @@ impl PodSandbox for RuncSandbox {
     }
 
     async fn remove_orphans(&self, keep: &(dyn for<'a> Fn(&'a str) -> bool + Send + Sync)) {
-        let gone: Vec<(RunMeta, Arc<ContainerRun>)> = {
+        let gone: Vec<Orphan> = {
             let mut orphans = self.orphans.lock().unwrap_or_else(|p| p.into_inner());
             let uids: Vec<String> = orphans
                 .keys()

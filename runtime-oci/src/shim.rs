@@ -43,6 +43,9 @@ pub(crate) struct ShimConfig {
     pub runc: Runc,
     pub log_path: PathBuf,
     pub stdin: bool,
+    /// The container's stdin closes when the first attach session ends (`stdinOnce`).
+    #[serde(default)]
+    pub stdin_once: bool,
     /// The container has a terminal (`tty: true`).
     #[serde(default)]
     pub tty: bool,
@@ -99,6 +102,7 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), ShimError> {
 /// Runs the shim for the container directory `dir`; returns when the container has exited and
 /// its exit is recorded. Reports the start's outcome on stdout.
 pub fn run(dir: &Path) -> Result<(), ShimError> {
+    leave_session();
     let config_path = dir.join(CONFIG);
     let config: ShimConfig = serde_json::from_slice(
         &std::fs::read(&config_path).map_err(io(&config_path))?,
@@ -117,6 +121,48 @@ pub fn run(dir: &Path) -> Result<(), ShimError> {
             Err(e)
         }
     }
+}
+
+/// A session of the shim's own keeps it (and so the container) alive when the agent's process
+/// group or terminal is signalled. Failing means it leads one already.
+fn leave_session() {
+    // SAFETY: setsid takes no arguments and only changes this process's session.
+    unsafe { libc::setsid() };
+}
+
+/// A spare shim (`skiff shim` without a directory): started ahead so that a container's start
+/// does not wait for the shim's own exec, it reads its container directory from stdin when the
+/// agent has one, then runs as [`run`], logging to `DIR/shim.log`. End of input (the agent
+/// went away) ends it.
+pub fn run_spare() -> Result<(), ShimError> {
+    use std::io::BufRead;
+    leave_session();
+    use std::os::fd::AsRawFd;
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| ShimError::Os("reading the container directory", e))?;
+    let dir = PathBuf::from(line.trim_end());
+    if dir.as_os_str().is_empty() {
+        return Ok(());
+    }
+    // Nothing more comes from the agent, and runc must not inherit our stdin or stderr.
+    let redirect = |path: &Path, write: bool, fd: i32| -> Result<(), ShimError> {
+        let file = File::options()
+            .read(!write)
+            .write(write)
+            .create(write)
+            .append(write)
+            .open(path)
+            .map_err(io(path))?;
+        // SAFETY: dup2 onto one of our own standard descriptors; both are valid.
+        unsafe { libc::dup2(file.as_raw_fd(), fd) };
+        Ok(())
+    };
+    redirect(Path::new("/dev/null"), false, 0)?;
+    redirect(&dir.join("shim.log"), true, 2)?;
+    run(&dir)
 }
 
 /// One line to the agent, then stdout is gone: the agent may have exited since.
@@ -230,7 +276,11 @@ fn start(dir: &Path, config: &ShimConfig) -> Result<(i32, Copiers), ShimError> {
                 } else {
                     None
                 };
-                let attachable = Arc::new(Attachable::new(input, Some(dup(&master)?)));
+                let attachable = Arc::new(Attachable::new(
+                    input,
+                    Some(dup(&master)?),
+                    config.stdin_once,
+                ));
                 listen(dir, attachable.clone())?;
                 vec![copy_to_log(master, log, Stream::Stdout, attachable, STDOUT)]
             }
@@ -239,7 +289,7 @@ fn start(dir: &Path, config: &ShimConfig) -> Result<(i32, Copiers), ShimError> {
                 stderr,
                 stdin,
             } => {
-                let attachable = Arc::new(Attachable::new(stdin, None));
+                let attachable = Arc::new(Attachable::new(stdin, None, config.stdin_once));
                 listen(dir, attachable.clone())?;
                 vec![
                     copy_to_log(

@@ -131,7 +131,7 @@ pub(crate) fn resolve(
         .map(|e| {
             all_groups
                 .iter()
-                .filter(|g| g.members.iter().any(|m| *m == e.name))
+                .filter(|g| g.members.contains(&e.name))
                 .map(|g| g.gid)
                 .collect()
         })

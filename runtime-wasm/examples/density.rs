@@ -70,6 +70,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         attempt: 0,
         security: Default::default(),
         stdin: false,
+        stdin_once: false,
         tty: false,
     };
     let start = |i: u32| {

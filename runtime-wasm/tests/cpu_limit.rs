@@ -65,6 +65,7 @@ async fn a_spinner_at_100m_uses_a_tenth_of_a_core() {
         attempt: 0,
         security: Default::default(),
         stdin: false,
+        stdin_once: false,
         tty: false,
     };
     sandbox.start_container(&id, &spec).await.unwrap();

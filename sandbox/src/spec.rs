@@ -113,6 +113,8 @@ pub struct ContainerSpec {
     pub security: SecurityContext,
     /// `stdin: true`: the container's stdin stays open for `kubectl attach`.
     pub stdin: bool,
+    /// `stdinOnce: true`: stdin closes when the first attached client leaves.
+    pub stdin_once: bool,
     /// `tty: true`: stdout and stderr are one terminal stream.
     pub tty: bool,
 }

@@ -217,8 +217,8 @@ fn number(logs: &str, key: &str) -> u64 {
         .unwrap_or_else(|| panic!("no number `{key}=` in the logs:\n{logs}"))
 }
 
-/// Centiseconds since boot from /proc/uptime, with shell builtins only (busybox's `date` has no
-/// `%N`, and a process near its pids limit cannot fork).
+/// A shell snippet printing centiseconds since boot, from /proc/uptime (busybox's `date` has no
+/// `%N`).
 const UPTIME_CS: &str = r#"read up rest < /proc/uptime; echo "${up%.*}${up#*.}""#;
 
 // ---------------------------------------------------------------------------------------------

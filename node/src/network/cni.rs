@@ -202,6 +202,8 @@ pub fn parse_error(plugin: &str, command: CniCommand, stdout: &[u8]) -> Option<N
 pub struct CniInvoker {
     bin_dir: PathBuf,
     timeout: Duration,
+    /// The plugins' scheduling niceness: work done ahead runs behind pods starting now.
+    nice: i32,
 }
 
 impl CniInvoker {
@@ -209,7 +211,14 @@ impl CniInvoker {
         CniInvoker {
             bin_dir: bin_dir.into(),
             timeout: PLUGIN_TIMEOUT,
+            nice: 0,
         }
+    }
+
+    /// The same plugins run at `nice` (background work).
+    pub fn with_nice(mut self, nice: i32) -> Self {
+        self.nice = nice;
+        self
     }
 
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
@@ -324,6 +333,16 @@ impl CniInvoker {
             .stderr(Stdio::piped())
             // Dropping the wait on timeout kills the plugin.
             .kill_on_drop(true);
+        if self.nice != 0 {
+            let nice = self.nice;
+            // SAFETY: setpriority is async-signal-safe and touches only the child.
+            unsafe {
+                cmd.pre_exec(move || {
+                    libc::setpriority(libc::PRIO_PROCESS, 0, nice);
+                    Ok(())
+                });
+            }
+        }
         let mut attempts = 0;
         let mut child = loop {
             match cmd.spawn() {

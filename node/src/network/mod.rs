@@ -27,6 +27,7 @@ mod setup;
 mod teardown;
 #[cfg(test)]
 mod tests;
+mod warm;
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -211,6 +212,7 @@ pub struct PodNetwork {
     invoker: CniInvoker,
     network: NetworkConfigList,
     loopback: NetworkConfigList,
+    warm: warm::WarmPool,
 }
 
 impl PodNetwork {
@@ -245,11 +247,23 @@ impl PodNetwork {
             invoker,
             network,
             loopback,
+            warm: warm::WarmPool::default(),
         })
     }
 
     pub fn config(&self) -> &NetworkConfig {
         &self.config
+    }
+
+    /// The pod network list a pod runs: portmap only for a pod with hostPorts, since for the
+    /// others it would do nothing but cost a plugin run on every ADD and DEL. The list used is
+    /// saved with the pod, so its DEL runs the same plugins.
+    fn network_for(&self, mappings: &[PortMapping]) -> NetworkConfigList {
+        let mut list = self.network.clone();
+        if mappings.iter().all(|m| m.host_port == 0) {
+            list.plugins.retain(|p| p["type"] != "portmap");
+        }
+        list
     }
 
     /// Where the pod's namespace is (or would be) mounted.
@@ -261,6 +275,7 @@ impl PodNetwork {
     /// mounted (after a reboot it is not, and the pod needs a new one).
     pub fn status(&self, uid: &str) -> Option<PodNetworkStatus> {
         validate_uid(uid).ok()?;
+        let uid = &self.resolve(uid);
         let state = match self.read_state(uid) {
             Ok(state) => state?,
             Err(e) => {

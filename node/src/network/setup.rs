@@ -4,7 +4,7 @@
 use serde_json::{Map, Value, json};
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use super::cni::RuntimeConf;
+use super::cni::{CniInvoker, RuntimeConf};
 use super::{
     NetworkError, POD_INTERFACE, PodNetwork, PodNetworkRequest, PodNetworkStatus, PodState,
     PortMapping, netns, validate_uid,
@@ -21,16 +21,30 @@ impl PodNetwork {
     /// before returning the error, so no half-made pod network remains.
     pub async fn setup(&self, pod: &PodNetworkRequest) -> Result<PodNetworkStatus, NetworkError> {
         validate_uid(&pod.uid)?;
+        if self.claimed(&pod.uid) {
+            if let Some(status) = self.status(&pod.uid) {
+                return Ok(status);
+            }
+            self.teardown(&pod.uid).await?;
+        }
+        if let Some(status) = self.claim(pod) {
+            return Ok(status);
+        }
         let span = info_span!(
             "pod_network_setup",
             pod.uid = %pod.uid,
             pod.namespace = %pod.namespace,
             pod.name = %pod.name
         );
-        self.setup_inner(pod).instrument(span).await
+        self.setup_inner(pod, &self.invoker).instrument(span).await
     }
 
-    async fn setup_inner(&self, pod: &PodNetworkRequest) -> Result<PodNetworkStatus, NetworkError> {
+    /// Makes the network of `pod` (a pod's own, or a warm one) from scratch unless it exists.
+    pub(super) async fn setup_inner(
+        &self,
+        pod: &PodNetworkRequest,
+        invoker: &CniInvoker,
+    ) -> Result<PodNetworkStatus, NetworkError> {
         let uid = pod.uid.as_str();
         let netns_path = self.netns_path(uid);
         match self.read_state(uid) {
@@ -50,7 +64,7 @@ impl PodNetwork {
         }
 
         let mut state = PodState {
-            network: self.network.clone(),
+            network: self.network_for(&pod.port_mappings),
             loopback: self.loopback.clone(),
             runtime: RuntimeConf {
                 container_id: uid.to_string(),
@@ -63,7 +77,7 @@ impl PodNetwork {
         };
         // Saved before anything is made, so a teardown after a crash knows what to DEL.
         self.write_state(uid, &state)?;
-        match self.attach(uid, &mut state).await {
+        match self.attach(uid, &mut state, invoker).await {
             Ok(status) => {
                 info!(ips = ?status.ips, "pod network set up");
                 Ok(status)
@@ -82,19 +96,17 @@ impl PodNetwork {
         &self,
         uid: &str,
         state: &mut PodState,
+        invoker: &CniInvoker,
     ) -> Result<PodNetworkStatus, NetworkError> {
         let path = self.netns_path(uid);
         let create_path = path.clone();
         tokio::task::spawn_blocking(move || netns::create(&create_path))
             .await
             .map_err(|_| NetworkError::NetnsThread { path: path.clone() })??;
-        self.invoker
+        invoker
             .add_list(&state.loopback, &state.loopback_runtime())
             .await?;
-        let result = self
-            .invoker
-            .add_list(&state.network, &state.runtime)
-            .await?;
+        let result = invoker.add_list(&state.network, &state.runtime).await?;
         state.result = Some(result);
         self.write_state(uid, state)?;
         state.status().ok_or_else(|| NetworkError::NoPodAddress {

@@ -15,6 +15,14 @@ impl PodNetwork {
     /// address anyway. If a DEL fails, the namespace and state are kept so a retry can finish.
     pub async fn teardown(&self, uid: &str) -> Result<(), NetworkError> {
         validate_uid(uid)?;
+        if self.claimed(uid) {
+            let id = self.resolve(uid);
+            if id != uid {
+                let span = info_span!("pod_network_teardown", pod.uid = %uid, warm = %id);
+                self.teardown_inner(&id).instrument(span).await?;
+            }
+            return self.remove_state(uid);
+        }
         let span = info_span!("pod_network_teardown", pod.uid = %uid);
         self.teardown_inner(uid).instrument(span).await
     }

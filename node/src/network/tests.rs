@@ -345,7 +345,14 @@ async fn a_failed_setup_leaves_nothing() {
     std::fs::set_permissions(&portmap, std::fs::Permissions::from_mode(0o755)).unwrap();
 
     let mut host = Host::with_bin_dir('f', "10.250.4.0/24", Some(bin.path().to_path_buf()));
-    let a = host.pod("a", vec![]);
+    // portmap runs only for a pod with a hostPort.
+    let hostport = PortMapping {
+        host_port: 31999,
+        container_port: 80,
+        protocol: "TCP".into(),
+        host_ip: None,
+    };
+    let a = host.pod("a", vec![hostport]);
     let err = host.net.setup(&a).await.unwrap_err();
     assert!(
         matches!(&err, NetworkError::Plugin { plugin, code: 7, .. } if plugin == "portmap"),

@@ -215,6 +215,16 @@ pub(super) fn etc_mounts(ctx: &Context, uid: &str) -> Vec<Mount> {
         .collect()
 }
 
+/// Makes the next pods' networks ahead, once this pod's containers have started (not while
+/// they start: on a small node the plugins would compete with them for the CPU).
+pub(super) fn warm_networks(state: &PodState, ctx: &Context) {
+    if state.network.as_ref().is_some_and(|n| n.netns.is_some())
+        && let NetworkReadiness::Ready(network) = ctx.network()
+    {
+        network.refill();
+    }
+}
+
 /// Makes the pod's cgroup if it has none yet.
 pub(super) fn ensure_cgroup(pod: &Pod, state: &mut PodState, ctx: &Context) -> Result<(), String> {
     if state.cgroup.is_some() {

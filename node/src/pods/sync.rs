@@ -510,6 +510,7 @@ async fn start(
         attempt: restart_count,
         security,
         stdin: container.stdin.unwrap_or(false),
+        stdin_once: container.stdin_once.unwrap_or(false),
         tty: container.tty.unwrap_or(false),
     };
     ctx.events.pod(
@@ -541,6 +542,7 @@ async fn start(
         "Started",
         format!("Started container {}", container.name),
     );
+    super::sandbox::warm_networks(state, ctx);
     let (exited_tx, exited) = watch::channel(false);
     let cs = state.container(&container.name);
     if let Some(previous) = cs.run.take()

@@ -33,6 +33,7 @@ fn container(security: SecurityContext) -> ContainerSpec {
         attempt: 0,
         security,
         stdin: false,
+        stdin_once: false,
         tty: false,
     }
 }
@@ -107,6 +108,12 @@ fn an_ordinary_container_gets_kubernetes_defaults() {
         ]
     );
     assert_eq!(caps(&json, "bounding").len(), 14);
+    assert_eq!(
+        caps(&json, "ambient"),
+        Vec::<String>::new(),
+        "none survive exec as non-root"
+    );
+    assert_eq!(caps(&json, "inheritable"), Vec::<String>::new());
     assert!(caps(&json, "effective").contains(&"CAP_NET_BIND_SERVICE".to_string()));
     assert!(!caps(&json, "bounding").contains(&"CAP_SYS_ADMIN".to_string()));
     assert_eq!(json["hostname"], "web");

@@ -83,6 +83,7 @@ impl Pod {
             attempt: 0,
             security: Default::default(),
             stdin: false,
+            stdin_once: false,
             tty: false,
         }
     }
