@@ -135,3 +135,54 @@ fn a_wasm_server_and_a_container_share_the_pods_network() {
     });
     assert!(left.is_empty());
 }
+
+/// A pod of Wasm alone gets a network when its component opens sockets, and
+/// `kubectl port-forward` reaches it like any pod.
+#[test]
+fn port_forward_reaches_a_wasm_server() {
+    use std::io::{Read, Write};
+    let env = Env::start();
+    let server = env.wasm("http-hello");
+    let pod = json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "hello"},
+        "spec": {"containers": [{"name": "server", "image": server,
+                                 "ports": [{"containerPort": 8080}]}]},
+    });
+    env.cluster.apply(&pod.to_string());
+    let running = env.cluster.wait_pod_phase("hello", "Running");
+    assert!(running["status"]["podIP"].is_string(), "{running}");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port");
+    let mut forward = env
+        .cluster
+        .cmd(&["port-forward", "pod/hello", &format!("{port}:8080")])
+        .spawn();
+    forward.expect_stdout("the forward", |l| {
+        l.starts_with(&format!("Forwarding from 127.0.0.1:{port} -> 8080"))
+    });
+    let answer = eventually("an answer through the forward", || {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))
+            .map_err(|e| e.to_string())?;
+        stream
+            .write_all(b"GET / HTTP/1.0\r\nHost: hello\r\n\r\n")
+            .map_err(|e| e.to_string())?;
+        let mut answer = String::new();
+        stream
+            .read_to_string(&mut answer)
+            .map_err(|e| e.to_string())?;
+        if answer.contains("hello from wasm") { Ok(answer) } else { Err(answer) }
+    });
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    drop(forward);
+    env.cluster
+        .kubectl_ok(&["delete", "pod", "--all", "--wait", "--grace-period=1"]);
+    let left = eventually("nothing left behind", || {
+        let left = env.cluster.leftovers();
+        if left.is_empty() { Ok(left) } else { Err(left.join("\n")) }
+    });
+    assert!(left.is_empty());
+}

@@ -1182,3 +1182,81 @@ fn a_host_port_reaches_the_container_from_the_node() {
         "127.0.0.1:{port} still answers after the pod was deleted"
     );
 }
+
+/// Exec probes and exec hooks run in the container: postStart writes the file the exec
+/// readiness probe looks for (so the pod turns Ready only after it), and preStop writes to the
+/// container's own output before SIGTERM arrives.
+#[test]
+fn exec_probes_and_exec_hooks_run_in_the_container() {
+    let env = Env::start();
+    let mut app = env.container(
+        "app",
+        "trap 'echo got TERM; exit 0' TERM; while true; do sleep 1; done",
+    );
+    app["readinessProbe"] = json!({"exec": {"command": ["cat", "/tmp/ready"]}, "periodSeconds": 1});
+    app["lifecycle"] = json!({
+        "postStart": {"exec": {"command": ["sh", "-c", "sleep 2; echo started > /tmp/ready"]}},
+        "preStop": {"exec": {"command": ["sh", "-c", "echo prestop-ran > /proc/1/fd/1"]}},
+    });
+    env.run_pod("execs", json!({"containers": [app]}));
+    let ready = env.wait_pod("execs", "Ready", |p| condition(p, "Ready") == "True");
+    let uid = ready["metadata"]["uid"].as_str().expect("uid").to_string();
+    env.cluster.kubectl_ok(&["delete", "pod", "execs", "--wait=true", "--timeout=60s"]);
+    let file = env
+        .cluster
+        .node_dir()
+        .join("logs")
+        .join(format!("default_execs_{uid}"))
+        .join("app/0.log");
+    let text = eventually("the container's log file", || {
+        std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))
+    });
+    let prestop = text.find("prestop-ran").expect("the preStop hook wrote its line");
+    let term = text.find("got TERM").expect("SIGTERM was trapped");
+    assert!(prestop < term, "preStop ran before SIGTERM:\n{text}");
+    env.finish();
+}
+
+/// `seccompProfile: RuntimeDefault` keeps a syscall from a container that the capability alone
+/// would allow; `hostNetwork: true` runs in the node's own network namespace with its IP.
+#[test]
+fn runtime_default_seccomp_filters_and_host_network_pods_use_the_nodes_network() {
+    let env = Env::start();
+    let script = "swapoff /nonexistent 2>&1; echo done";
+    for (name, seccomp) in [("unconfined", "Unconfined"), ("filtered", "RuntimeDefault")] {
+        let mut c = env.container("app", script);
+        c["securityContext"] = json!({
+            "capabilities": {"add": ["SYS_ADMIN"]},
+            "seccompProfile": {"type": seccomp},
+        });
+        env.run_pod(name, json!({"restartPolicy": "Never", "containers": [c]}));
+    }
+    let unconfined = env.wait_logs(&["unconfined"], "done", |l| l.contains("done"));
+    assert!(
+        unconfined.contains("No such file or directory"),
+        "without a filter the kernel looks for the file: {unconfined}"
+    );
+    let filtered = env.wait_logs(&["filtered"], "done", |l| l.contains("done"));
+    assert!(
+        filtered.contains("Operation not permitted"),
+        "RuntimeDefault refuses swapoff: {filtered}"
+    );
+
+    let bridge = env.cluster.slot().bridge();
+    env.run_pod(
+        "hostnet",
+        json!({"hostNetwork": true, "restartPolicy": "Never",
+               "containers": [env.container("app", "ip -o link; echo done")]}),
+    );
+    let links = env.wait_logs(&["hostnet"], "done", |l| l.contains("done"));
+    assert!(
+        links.contains(&bridge),
+        "the node's own links, its pod bridge {bridge} among them: {links}"
+    );
+    let pod = env.pod("hostnet");
+    assert_eq!(
+        pod["status"]["podIP"], pod["status"]["hostIP"],
+        "a hostNetwork pod's IP is the node's"
+    );
+    env.finish();
+}
