@@ -136,8 +136,8 @@ fn a_wasm_server_and_a_container_share_the_pods_network() {
     assert!(left.is_empty());
 }
 
-/// A pod of Wasm alone gets a network when its component opens sockets, and
-/// `kubectl port-forward` reaches it like any pod.
+/// A pod of Wasm alone gets a network when its component opens sockets: a readiness probe
+/// and `kubectl port-forward` reach it like any pod.
 #[test]
 fn port_forward_reaches_a_wasm_server() {
     use std::io::{Read, Write};
@@ -148,10 +148,25 @@ fn port_forward_reaches_a_wasm_server() {
         "kind": "Pod",
         "metadata": {"name": "hello"},
         "spec": {"containers": [{"name": "server", "image": server,
-                                 "ports": [{"containerPort": 8080}]}]},
+                                 "ports": [{"containerPort": 8080}],
+                                 "readinessProbe": {"httpGet": {"path": "/", "port": 8080},
+                                                    "periodSeconds": 1}}]},
     });
     env.cluster.apply(&pod.to_string());
-    let running = env.cluster.wait_pod_phase("hello", "Running");
+    // The node's httpGet probe reaches the Wasm server at the pod's IP.
+    let running = eventually("the Wasm pod Ready through its httpGet probe", || {
+        let pod = env.cluster.get_json(&["pod", "hello"]);
+        let ready = pod["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True");
+        if ready {
+            Ok(pod)
+        } else {
+            Err(pod["status"].to_string())
+        }
+    });
     assert!(running["status"]["podIP"].is_string(), "{running}");
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -165,8 +180,8 @@ fn port_forward_reaches_a_wasm_server() {
         l.starts_with(&format!("Forwarding from 127.0.0.1:{port} -> 8080"))
     });
     let answer = eventually("an answer through the forward", || {
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))
-            .map_err(|e| e.to_string())?;
+        let mut stream =
+            std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
         stream
             .write_all(b"GET / HTTP/1.0\r\nHost: hello\r\n\r\n")
             .map_err(|e| e.to_string())?;
@@ -174,7 +189,11 @@ fn port_forward_reaches_a_wasm_server() {
         stream
             .read_to_string(&mut answer)
             .map_err(|e| e.to_string())?;
-        if answer.contains("hello from wasm") { Ok(answer) } else { Err(answer) }
+        if answer.contains("hello from wasm") {
+            Ok(answer)
+        } else {
+            Err(answer)
+        }
     });
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     drop(forward);
@@ -182,7 +201,11 @@ fn port_forward_reaches_a_wasm_server() {
         .kubectl_ok(&["delete", "pod", "--all", "--wait", "--grace-period=1"]);
     let left = eventually("nothing left behind", || {
         let left = env.cluster.leftovers();
-        if left.is_empty() { Ok(left) } else { Err(left.join("\n")) }
+        if left.is_empty() {
+            Ok(left)
+        } else {
+            Err(left.join("\n"))
+        }
     });
     assert!(left.is_empty());
 }

@@ -1201,7 +1201,8 @@ fn exec_probes_and_exec_hooks_run_in_the_container() {
     env.run_pod("execs", json!({"containers": [app]}));
     let ready = env.wait_pod("execs", "Ready", |p| condition(p, "Ready") == "True");
     let uid = ready["metadata"]["uid"].as_str().expect("uid").to_string();
-    env.cluster.kubectl_ok(&["delete", "pod", "execs", "--wait=true", "--timeout=60s"]);
+    env.cluster
+        .kubectl_ok(&["delete", "pod", "execs", "--wait=true", "--timeout=60s"]);
     let file = env
         .cluster
         .node_dir()
@@ -1211,7 +1212,9 @@ fn exec_probes_and_exec_hooks_run_in_the_container() {
     let text = eventually("the container's log file", || {
         std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))
     });
-    let prestop = text.find("prestop-ran").expect("the preStop hook wrote its line");
+    let prestop = text
+        .find("prestop-ran")
+        .expect("the preStop hook wrote its line");
     let term = text.find("got TERM").expect("SIGTERM was trapped");
     assert!(prestop < term, "preStop ran before SIGTERM:\n{text}");
     env.finish();

@@ -102,6 +102,65 @@ pub(super) async fn check(ip: IpAddr, port: u16, service: &str) -> Result<(), St
 mod tests {
     use super::*;
 
+    /// A gRPC health server on loopback answering `status` (and `grpc-status` in trailers).
+    async fn health_server(status: u8, grpc_status: &'static str) -> u16 {
+        use http_body_util::StreamBody;
+        use hyper::body::Frame;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let service = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| async move {
+                        assert_eq!(req.uri().path(), "/grpc.health.v1.Health/Check");
+                        let mut trailers = hyper::HeaderMap::new();
+                        trailers.insert("grpc-status", grpc_status.parse().expect("header"));
+                        let frames: Vec<Result<Frame<Bytes>, std::convert::Infallible>> = vec![
+                            Ok(Frame::data(Bytes::from(vec![0, 0, 0, 0, 2, 0x08, status]))),
+                            Ok(Frame::trailers(trailers)),
+                        ];
+                        let body = StreamBody::new(futures::stream::iter(frames));
+                        Ok::<_, std::convert::Infallible>(
+                            hyper::Response::builder()
+                                .header("content-type", "application/grpc")
+                                .body(body)
+                                .expect("response"),
+                        )
+                    },
+                );
+                tokio::spawn(
+                    hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service),
+                );
+            }
+        });
+        port
+    }
+
+    #[tokio::test]
+    async fn a_serving_service_passes_and_others_fail_with_the_kubelets_words() {
+        let ip: IpAddr = "127.0.0.1".parse().expect("ip");
+        let serving = health_server(1, "0").await;
+        assert_eq!(check(ip, serving, "").await, Ok(()));
+        let not_serving = health_server(2, "0").await;
+        assert_eq!(
+            check(ip, not_serving, "db").await,
+            Err("service unhealthy (responded with \"NOT_SERVING\")".into())
+        );
+        let unimplemented = health_server(0, "12").await;
+        assert_eq!(
+            check(ip, unimplemented, "").await,
+            Err("health rpc failed with grpc-status 12".into())
+        );
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            l.local_addr().expect("addr").port()
+        };
+        assert!(check(ip, closed, "").await.is_err());
+    }
+
     #[test]
     fn health_messages_are_coded_as_grpc_codes_them() {
         assert_eq!(request(""), [0, 0, 0, 0, 0]);
