@@ -32,17 +32,96 @@ impl Registry {
 
     /// [`Registry::push_busybox`] as a Docker image manifest, schema 2 (Docker media types).
     pub fn push_busybox_v2s2(&self, repo_tag: &str) -> anyhow::Result<String> {
-        self.push_layout(repo_tag, Some("v2s2"))
+        self.push_layout(repo_tag, Some(&["--format", "v2s2"]))
     }
 
-    fn push_layout(&self, repo_tag: &str, format: Option<&str>) -> anyhow::Result<String> {
+    /// [`Registry::push_busybox`] with its layer compressed with zstd.
+    pub fn push_busybox_zstd(&self, repo_tag: &str) -> anyhow::Result<String> {
+        self.push_layout(repo_tag, Some(&["--dest-compress-format", "zstd"]))
+    }
+
+    /// Pushes busybox as `repo:tag`, then an OCI image index as `repo:index_tag` that lists it
+    /// for this host's platform after an entry for another (`linux/s390x`) naming a manifest
+    /// that does not run here; returns the index's reference.
+    pub fn push_busybox_index(
+        &self,
+        repo: &str,
+        tag: &str,
+        index_tag: &str,
+    ) -> anyhow::Result<String> {
+        self.push_layout(&format!("{repo}:{tag}"), None)?;
+        let manifest = self.get(&format!("/v2/{repo}/manifests/{tag}"))?;
+        let digest = format!("sha256:{}", sha256_hex(&manifest));
+        let arch = match std::env::consts::ARCH {
+            "aarch64" => "arm64",
+            _ => "amd64",
+        };
+        let entry = |arch: &str| {
+            serde_json::json!({
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": digest, "size": manifest.len(),
+                "platform": {"architecture": arch, "os": "linux"},
+            })
+        };
+        let index = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": [entry("s390x"), entry(arch)],
+        }))?;
+        self.put(
+            &format!("/v2/{repo}/manifests/{index_tag}"),
+            "application/vnd.oci.image.index.v1+json",
+            &index,
+        )?;
+        Ok(format!("{}/{repo}:{index_tag}", self.addr()))
+    }
+
+    fn get(&self, path: &str) -> anyhow::Result<Vec<u8>> {
+        self.http(&format!(
+            "GET {path} HTTP/1.0\r\nHost: {}\r\nAccept: application/vnd.oci.image.manifest.v1+json\r\n\r\n",
+            self.addr()
+        ), &[])
+    }
+
+    fn put(&self, path: &str, content_type: &str, body: &[u8]) -> anyhow::Result<Vec<u8>> {
+        self.http(&format!(
+            "PUT {path} HTTP/1.0\r\nHost: {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+            self.addr(),
+            body.len()
+        ), body)
+    }
+
+    /// One plain HTTP/1.0 exchange with the registry; the body of a 2xx answer.
+    fn http(&self, head: &str, body: &[u8]) -> anyhow::Result<Vec<u8>> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(self.addr())?;
+        stream.write_all(head.as_bytes())?;
+        stream.write_all(body)?;
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer)?;
+        let split = answer
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .context("a registry answer without a head")?;
+        let status = String::from_utf8_lossy(&answer[..split]).to_string();
+        anyhow::ensure!(
+            status
+                .split_whitespace()
+                .nth(1)
+                .is_some_and(|c| c.starts_with('2')),
+            "the registry answered {status}"
+        );
+        Ok(answer[split + 4..].to_vec())
+    }
+
+    fn push_layout(&self, repo_tag: &str, extra: Option<&[&str]>) -> anyhow::Result<String> {
         let layout = busybox_layout()?;
         let skopeo = tool("skopeo", "skopeo")?;
         let reference = format!("{}/{repo_tag}", self.addr());
         let mut command = Command::new(skopeo);
         command.args(["copy", "--quiet", "--dest-tls-verify=false"]);
-        if let Some(format) = format {
-            command.args(["--format", format]);
+        if let Some(extra) = extra {
+            command.args(extra);
         }
         command
             .arg(format!("oci:{}:{LAYOUT_TAG}", layout.display()))
@@ -168,4 +247,10 @@ fn run(command: &mut Command) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The SHA-256 of `bytes` in hex (a manifest's digest).
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    format!("{:x}", sha2::Sha256::digest(bytes))
 }

@@ -230,3 +230,33 @@ fn deleting_pods_leaves_nothing_behind() {
         }
     });
 }
+
+/// Images with zstd layers, and images reached through an index listing several platforms (the
+/// node picks its own), run like any other.
+#[test]
+fn zstd_layers_and_image_indexes_run() {
+    let env = Env::start();
+    let zstd = env
+        .registry
+        .push_busybox_zstd("test/busybox-zstd:v1")
+        .expect("pushing busybox with a zstd layer");
+    let index = env
+        .registry
+        .push_busybox_index("test/busybox-multi", "v1", "multi")
+        .expect("pushing busybox behind an index");
+    env.run("zstd", &zstd, "Never", "echo from-zstd");
+    env.run("indexed", &index, "Never", "echo from-index");
+    for (pod, line) in [("zstd", "from-zstd"), ("indexed", "from-index")] {
+        env.cluster.wait_pod_phase(pod, "Succeeded");
+        assert_eq!(env.logs(pod).trim(), line);
+    }
+    let indexed = env.cluster.get_json(&["pod", "indexed"]);
+    let image_id = indexed["status"]["containerStatuses"][0]["imageID"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        image_id.contains("test/busybox-multi@sha256:"),
+        "the imageID names the platform's manifest: {image_id}"
+    );
+}
