@@ -113,22 +113,35 @@ async fn reconcile(node: Arc<Node>, ctx: Arc<Context>) -> Result<Action, NodeIpa
     };
     let api: Api<Node> = Api::all(ctx.client.clone());
     let patch = serde_json::json!({"spec": {"podCIDR": range, "podCIDRs": [range]}});
-    api.patch(
-        &node.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await
-    .map_err(|source| {
+    let release = || {
         ctx.assigned
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&range);
-        NodeIpamError::Patch {
-            node: node.name_any(),
-            source,
+    };
+    match api
+        .patch(
+            &node.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
+        Ok(_) => {}
+        // A reconcile that ran before the watch showed an earlier assignment: the Node keeps
+        // the range it has (the API refuses a change), and this one goes back to the pool.
+        Err(kube::Error::Api(status)) if status.code == 422 => {
+            release();
+            return Ok(Action::await_change());
         }
-    })?;
+        Err(source) => {
+            release();
+            return Err(NodeIpamError::Patch {
+                node: node.name_any(),
+                source,
+            });
+        }
+    }
     info!(node = %node.name_any(), pod_cidr = %range, "assigned podCIDR");
     Ok(Action::await_change())
 }
