@@ -187,6 +187,44 @@ fn runc_runs(bundle: &Path, runs: usize) -> anyhow::Result<Vec<Duration>> {
     Ok(times)
 }
 
+/// Removes the node's masquerade rule for the bench's pods, with its bridge gone.
+fn remove_masquerade_rules() {
+    let Ok(out) = Command::new("iptables")
+        .args(["-w", "-t", "nat", "-S", "POSTROUTING"])
+        .output()
+    else {
+        return;
+    };
+    let marker = format!("pods on {BRIDGE} ");
+    for rule in String::from_utf8_lossy(&out.stdout).lines() {
+        let Some(spec) = rule.strip_prefix("-A ").filter(|r| r.contains(&marker)) else {
+            continue;
+        };
+        // The comment is quoted in -S output; split it back into one argument.
+        let mut args: Vec<String> = Vec::new();
+        let mut quoted: Option<String> = None;
+        for word in spec.split(' ') {
+            match quoted.as_mut() {
+                Some(q) => {
+                    q.push(' ');
+                    q.push_str(word.trim_end_matches('"'));
+                    if word.ends_with('"') {
+                        args.extend(quoted.take());
+                    }
+                }
+                None if word.starts_with('"') && !word[1..].ends_with('"') => {
+                    quoted = Some(word.trim_start_matches('"').to_string());
+                }
+                None => args.push(word.trim_matches('"').to_string()),
+            }
+        }
+        let _ = Command::new("iptables")
+            .args(["-w", "-t", "nat", "-D"])
+            .args(&args)
+            .status();
+    }
+}
+
 /// Removes `name` below every cgroup mount, deepest first (runc leaves parents behind).
 fn remove_cgroups(name: &str) {
     let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
@@ -291,6 +329,7 @@ pub async fn run(pods: usize) -> anyhow::Result<OciReport> {
     drop(control);
     drop(registry);
     let _ = Command::new("ip").args(["link", "del", BRIDGE]).status();
+    remove_masquerade_rules();
     remove_cgroups(CGROUP_ROOT);
 
     let scratch = std::env::temp_dir().join(format!("skiff-bench-runc-{}", std::process::id()));

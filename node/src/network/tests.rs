@@ -401,4 +401,5 @@ async fn unsafe_uids_are_refused() {
         assert!(net.teardown(uid).await.is_err());
         assert_eq!(net.status(uid), None);
     }
+    super::masquerade::remove("10.250.9.0/24", &net.config().bridge);
 }
