@@ -13,11 +13,11 @@ use std::collections::{HashMap, HashSet};
 use std::ffi::CString;
 use std::fs::{self, Metadata, Permissions};
 use std::io;
-use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Once;
 
+use skiff_sandbox::mounts::{detach, mount_points_below};
 use tracing::{debug, info, info_span, warn};
 
 use crate::layers::{
@@ -407,16 +407,10 @@ pub fn remove_rootfs(dir: &Path) -> Result<(), RootfsError> {
     let mounts = mounts_below(&rootfs)?;
     // Last mounted first: mountinfo lists a mount after the one it sits on.
     for mount in mounts.iter().rev() {
-        // MNT_DETACH: a process still holding a file open in the rootfs must not wedge removal;
-        // the kernel frees the overlay once it is unused. EINVAL/ENOENT: already gone, e.g. a
-        // parent's detach took it along.
-        match umount(mount, libc::MNT_DETACH) {
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOENT)) => {}
-            other => other.map_err(|source| RootfsError::Unmount {
-                path: mount.clone(),
-                source,
-            })?,
-        }
+        detach(mount).map_err(|source| RootfsError::Unmount {
+            path: mount.clone(),
+            source,
+        })?;
     }
     if let Some(mount) = mounts_below(&rootfs)?.into_iter().next() {
         return Err(RootfsError::StillMounted { path: mount });
@@ -432,47 +426,10 @@ pub fn remove_rootfs(dir: &Path) -> Result<(), RootfsError> {
     Ok(())
 }
 
-fn umount(path: &Path, flags: libc::c_int) -> io::Result<()> {
-    let path = c_path(path)?;
-    // SAFETY: `path` is a NUL-terminated string that outlives the call.
-    if unsafe { libc::umount2(path.as_ptr(), flags) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// Mount points at or below `path` in this mount namespace, in mountinfo order.
+/// Mount points at or below `path`, in mountinfo order.
 fn mounts_below(path: &Path) -> Result<Vec<PathBuf>, RootfsError> {
     let mountinfo = Path::new("/proc/self/mountinfo");
-    let table = fs::read(mountinfo).map_err(io_err(mountinfo))?;
-    Ok(table
-        .split(|&b| b == b'\n')
-        .filter_map(|line| line.split(|&b| b == b' ').nth(4))
-        .map(|point| PathBuf::from(std::ffi::OsString::from_vec(unescape_octal(point))))
-        .filter(|point| point.starts_with(path))
-        .collect())
-}
-
-/// mountinfo writes space, tab, newline and backslash in paths as `\ooo`.
-fn unescape_octal(field: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(field.len());
-    let mut i = 0;
-    while i < field.len() {
-        let octal = field
-            .get(i + 1..i + 4)
-            .filter(|d| field[i] == b'\\' && d.iter().all(|b| (b'0'..=b'7').contains(b)));
-        match octal {
-            Some(d) => {
-                out.push((d[0] - b'0') << 6 | (d[1] - b'0') << 3 | (d[2] - b'0'));
-                i += 4;
-            }
-            None => {
-                out.push(field[i]);
-                i += 1;
-            }
-        }
-    }
-    out
+    mount_points_below(path).map_err(io_err(mountinfo))
 }
 
 #[cfg(test)]

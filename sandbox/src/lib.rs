@@ -7,6 +7,7 @@
 pub mod cgroups;
 pub mod cri_log;
 mod exec;
+pub mod mounts;
 mod spec;
 
 use std::time::Duration;

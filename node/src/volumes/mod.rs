@@ -330,54 +330,19 @@ pub fn remove_volumes(pod_dir: &Path) -> Result<(), VolumeError> {
     }
 }
 
-/// Unmounts whatever is mounted at or below `dir` (Memory emptyDirs), deepest first, so that
-/// removing the directory never reaches into a mount.
+/// Unmounts whatever is mounted at or below `dir` (Memory emptyDirs), last mounted first, so
+/// that removing the directory never reaches into a mount.
 fn unmount_below(dir: &Path) -> io::Result<()> {
-    use std::os::unix::ffi::OsStrExt;
     let Ok(dir) = dir.canonicalize() else {
         return Ok(());
     };
-    let info = std::fs::read_to_string("/proc/self/mountinfo")?;
-    let mut targets: Vec<PathBuf> = info
-        .lines()
-        .filter_map(|line| line.split(' ').nth(4))
-        .map(unescape_mount_path)
-        .filter(|target| target.starts_with(&dir))
-        .collect();
-    targets.sort_by_key(|t| std::cmp::Reverse(t.as_os_str().len()));
-    for target in targets {
-        let path = std::ffi::CString::new(target.as_os_str().as_bytes())?;
-        // SAFETY: a valid NUL-terminated path.
-        if unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) } != 0 {
-            let e = io::Error::last_os_error();
-            if e.raw_os_error() != Some(libc::EINVAL) {
-                return Err(e);
-            }
-        }
+    for target in skiff_sandbox::mounts::mount_points_below(&dir)?
+        .iter()
+        .rev()
+    {
+        skiff_sandbox::mounts::detach(target)?;
     }
     Ok(())
-}
-
-/// A mountinfo path with its octal escapes (`\040` for a space) decoded.
-fn unescape_mount_path(field: &str) -> PathBuf {
-    use std::os::unix::ffi::OsStringExt;
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\'
-            && let Some(code) = field
-                .get(i + 1..i + 4)
-                .and_then(|o| u8::from_str_radix(o, 8).ok())
-        {
-            out.push(code);
-            i += 4;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    PathBuf::from(std::ffi::OsString::from_vec(out))
 }
 
 fn volumes_dir(pod_dir: &Path) -> PathBuf {

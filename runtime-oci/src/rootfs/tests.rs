@@ -309,12 +309,6 @@ fn create_refuses_an_existing_rootfs_and_leaves_it_alone() {
 }
 
 #[test]
-fn mountinfo_escapes_are_decoded() {
-    assert_eq!(unescape_octal(br"/a\040b\011c\134d\\"), b"/a b\tc\\d\\\\");
-    assert_eq!(unescape_octal(br"/x\09"), br"/x\09");
-}
-
-#[test]
 fn a_repeated_layer_mounts_and_gives_the_full_stacks_view() {
     let tmp = TempDir::new().unwrap();
     let a = TarLayer::new().file("x", "a").file("d/1", "1").build();
