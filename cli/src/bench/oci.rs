@@ -16,6 +16,7 @@ use kube::api::{DeleteParams, ListParams, PostParams};
 use serde::Serialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
+use skiff_sandbox::cgroups::{Cgroup, Hierarchy};
 
 use super::api::{client_for, wait_ready};
 use super::percentile_ms;
@@ -225,31 +226,13 @@ fn remove_masquerade_rules() {
     }
 }
 
-/// Removes `name` below every cgroup mount, deepest first (runc leaves parents behind).
+/// Removes the cgroup `name` with everything below it from every hierarchy (runc leaves
+/// parents behind).
 fn remove_cgroups(name: &str) {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return;
-    };
-    for line in info.lines().filter(|l| l.contains(" - cgroup")) {
-        let Some(mount) = line.split(' ').nth(4) else {
-            continue;
-        };
-        let mut dirs: Vec<PathBuf> = walk(&Path::new(mount).join(name));
-        dirs.sort_by_key(|d| std::cmp::Reverse(d.as_os_str().len()));
-        for d in dirs {
-            let _ = std::fs::remove_dir(d);
-        }
+    let removed = Hierarchy::detect().and_then(|h| Cgroup::new(h, name).remove());
+    if let Err(e) = removed {
+        eprintln!("removing the bench's cgroups {name}: {e}");
     }
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut all = vec![dir.to_path_buf()];
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        if entry.file_type().is_ok_and(|t| t.is_dir()) {
-            all.extend(walk(&entry.path()));
-        }
-    }
-    all
 }
 
 /// Starts from the same kernel state each run: cgroup v1 keeps removed memory cgroups alive
