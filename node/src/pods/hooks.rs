@@ -34,19 +34,8 @@ pub(super) async fn run(handler: &LifecycleHandler, target: HookTarget<'_>) -> R
         return Ok(());
     }
     if let Some(http) = &handler.http_get {
-        let host = match http.host.as_deref().filter(|h| !h.is_empty()) {
-            Some(host) => host.to_string(),
-            None => pod_ip.ok_or("the pod has no IP")?.to_string(),
-        };
-        let port = super::probes::resolve_port(container, &http.port)?;
-        let headers: Vec<(String, String)> = http
-            .http_headers
-            .iter()
-            .flatten()
-            .map(|h| (h.name.clone(), h.value.clone()))
-            .collect();
         let path = http.path.as_deref().unwrap_or("/");
-        return super::probes::http_get(&host, port, path, &headers)
+        return super::probes::http_get_action(http, container, pod_ip)
             .await
             .map_err(|e| {
                 format!(

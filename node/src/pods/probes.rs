@@ -9,10 +9,11 @@
 //! httpGet, tcpSocket and grpc probes reach the pod's IP from the node, as the kubelet's do;
 //! exec probes run in the container through its runtime.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Container, Pod, Probe};
+use k8s_openapi::api::core::v1::{Container, HTTPGetAction, Pod, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use skiff_api::events::EventType;
 use skiff_sandbox::{ContainerId, PodSandbox, SandboxId};
@@ -258,28 +259,14 @@ impl Worker {
         };
         let port_of = |port: &IntOrString| resolve_port(&self.target.container, port);
         if let Some(http) = &self.probe.http_get {
-            let host = match http.host.as_deref().filter(|h| !h.is_empty()) {
-                Some(host) => host.to_string(),
-                None => ip.ok_or("the pod has no IP")?.to_string(),
-            };
             let scheme = http.scheme.as_deref().unwrap_or("HTTP");
             if scheme != "HTTP" {
                 return Err(format!("{scheme} probes are not supported yet"));
             }
-            let headers: Vec<(String, String)> = http
-                .http_headers
-                .iter()
-                .flatten()
-                .map(|h| (h.name.clone(), h.value.clone()))
-                .collect();
-            let path = http.path.as_deref().unwrap_or("/");
-            return http_get(&host, port_of(&http.port)?, path, &headers).await;
+            return http_get_action(http, &self.target.container, ip).await;
         }
         if let Some(tcp) = &self.probe.tcp_socket {
-            let host = match tcp.host.as_deref().filter(|h| !h.is_empty()) {
-                Some(host) => host.to_string(),
-                None => ip.ok_or("the pod has no IP")?.to_string(),
-            };
+            let host = host_or_pod_ip(tcp.host.as_deref(), ip)?;
             let port = port_of(&tcp.port)?;
             return TcpStream::connect((host.as_str(), port))
                 .await
@@ -331,6 +318,32 @@ pub(super) async fn run_exec(
     })
 }
 
+/// The host an action names, else the pod's IP.
+fn host_or_pod_ip(host: Option<&str>, pod_ip: Option<IpAddr>) -> Result<String, String> {
+    match host.filter(|h| !h.is_empty()) {
+        Some(host) => Ok(host.to_string()),
+        None => Ok(pod_ip.ok_or("the pod has no IP")?.to_string()),
+    }
+}
+
+/// An `httpGet` probe or hook: its host (the pod's IP unless it names one), port, path and
+/// headers, answered by [`http_get`].
+pub(super) async fn http_get_action(
+    action: &HTTPGetAction,
+    container: &Container,
+    pod_ip: Option<IpAddr>,
+) -> Result<(), String> {
+    let host = host_or_pod_ip(action.host.as_deref(), pod_ip)?;
+    let port = resolve_port(container, &action.port)?;
+    let headers: Vec<(String, String)> = action
+        .http_headers
+        .iter()
+        .flatten()
+        .map(|h| (h.name.clone(), h.value.clone()))
+        .collect();
+    http_get(&host, port, action.path.as_deref().unwrap_or("/"), &headers).await
+}
+
 /// A probe's port: a number, or the name of one of the container's ports.
 pub(super) fn resolve_port(container: &Container, port: &IntOrString) -> Result<u16, String> {
     match port {
@@ -346,7 +359,7 @@ pub(super) fn resolve_port(container: &Container, port: &IntOrString) -> Result<
 }
 
 /// The kubelet's HTTP probe: success for a status from 200 to 399.
-pub(super) async fn http_get(
+async fn http_get(
     host: &str,
     port: u16,
     path: &str,
