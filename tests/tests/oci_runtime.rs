@@ -21,9 +21,7 @@ struct Env {
 
 impl Env {
     fn start() -> Env {
-        let registry = Registry::start().expect("starting the registry");
-        let cluster = Cluster::start();
-        cluster.wait_node_ready(LOCAL_NODE, || cluster.server_log());
+        let (cluster, registry) = Cluster::start_with_registry();
         let image = registry
             .push_busybox("test/busybox:v1")
             .expect("pushing busybox");
@@ -162,18 +160,7 @@ impl Env {
             .kubectl_ok(&["delete", "pod", "--all", "--wait", "--timeout=90s"]);
         let pods = self.cluster.kubectl_ok(&["get", "pods", "-o", "name"]);
         assert_eq!(pods.trim(), "", "pods remain after delete --wait");
-        eventually("every pod's host state removed", || {
-            let left = self.cluster.leftovers();
-            if left.is_empty() {
-                Ok(())
-            } else {
-                Err(format!(
-                    "left behind:\n{}\n{}",
-                    left.join("\n"),
-                    self.cluster.server_log_tail()
-                ))
-            }
-        });
+        self.cluster.wait_nothing_left();
     }
 }
 
@@ -656,7 +643,9 @@ fn termination_messages_come_from_the_file_or_the_log_tail() {
     let env = Env::start();
     let mut custom = env.container("app", "echo -n 'custom path' > /tmp/reason; exit 1");
     custom["terminationMessagePath"] = json!("/tmp/reason");
-    let mut fallback = env.container("app", "echo line one; echo line two >&2; exit 3");
+    // stdout and stderr are two pipes read apart (as under containerd): lines written close
+    // together on both may reach the log in either order, so the second waits a moment.
+    let mut fallback = env.container("app", "echo line one; sleep 1; echo line two >&2; exit 3");
     fallback["terminationMessagePolicy"] = json!("FallbackToLogsOnError");
     let mut file_wins = env.container(
         "app",
