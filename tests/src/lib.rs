@@ -119,6 +119,31 @@ impl Cluster {
         )
     }
 
+    /// A fresh `skiff up` whose local node is Ready, and a fresh registry beside it.
+    pub fn start_with_registry() -> (Cluster, Registry) {
+        let registry = Registry::start().expect("starting the registry");
+        let cluster = Cluster::start();
+        cluster.wait_node_ready(LOCAL_NODE, || cluster.server_log());
+        (cluster, registry)
+    }
+
+    /// Waits until [`Cluster::leftovers`] is empty (skiff removes a pod's host state after the
+    /// pod is gone from the API), failing with what is left and the server's log.
+    pub fn wait_nothing_left(&self) {
+        eventually("every pod's host state removed", || {
+            let left = self.leftovers();
+            if left.is_empty() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "left behind:\n{}\n{}",
+                    left.join("\n"),
+                    self.server_log_tail()
+                ))
+            }
+        });
+    }
+
     pub fn data_dir(&self) -> &Path {
         self.data.path()
     }
@@ -583,6 +608,18 @@ pub fn samples_dir() -> PathBuf {
         .parent()
         .expect("tests/ has a parent")
         .join("samples")
+}
+
+/// A built sample module, `samples/wasm/out/NAME.wasm` (the test command builds them with
+/// `samples/wasm/build.sh`).
+pub fn sample_module(name: &str) -> PathBuf {
+    let path = samples_dir().join("wasm/out").join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: build the samples with samples/wasm/build.sh",
+        path.display()
+    );
+    path
 }
 
 /// A file shipped beside the tests (`tests/python/...`).

@@ -49,6 +49,14 @@ impl Registry {
             .join("data")
     }
 
+    /// Pushes the built sample module `name` ([`crate::sample_module`]) as `samples/NAME:v1`
+    /// and returns its reference.
+    pub fn push_sample(&self, name: &str) -> anyhow::Result<String> {
+        let repo_tag = format!("samples/{name}:v1");
+        self.push_wasm(&crate::sample_module(name), &repo_tag)?;
+        Ok(format!("{}/{repo_tag}", self.addr()))
+    }
+
     /// `skiff push FILE ADDR/REPO_TAG` through the library call it makes; returns the digest.
     pub fn push_wasm(&self, file: &Path, repo_tag: &str) -> anyhow::Result<String> {
         let reference = format!("{}/{repo_tag}", self.addr());

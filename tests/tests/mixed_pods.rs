@@ -2,40 +2,22 @@
 //! container, sharing the pod's network namespace (localhost and the pod IP), and reachable from
 //! another pod; real `skiff up`, registry and kubectl.
 
-use std::path::PathBuf;
-
 use serde_json::json;
-use skiff_tests::{Cluster, LOCAL_NODE, Registry, eventually, samples_dir};
+use skiff_tests::{Cluster, Registry, eventually};
 
 struct Env {
     cluster: Cluster,
     registry: Registry,
 }
 
-fn module(name: &str) -> PathBuf {
-    let path = samples_dir().join("wasm/out").join(format!("{name}.wasm"));
-    assert!(
-        path.exists(),
-        "{} is missing: build the samples with samples/wasm/build.sh",
-        path.display()
-    );
-    path
-}
-
 impl Env {
     fn start() -> Env {
-        let registry = Registry::start().expect("starting the registry");
-        let cluster = Cluster::start();
-        cluster.wait_node_ready(LOCAL_NODE, || cluster.server_log());
+        let (cluster, registry) = Cluster::start_with_registry();
         Env { cluster, registry }
     }
 
     fn wasm(&self, name: &str) -> String {
-        let repo_tag = format!("samples/{name}:v1");
-        self.registry
-            .push_wasm(&module(name), &repo_tag)
-            .expect("pushing a sample");
-        format!("{}/{repo_tag}", self.registry.addr())
+        self.registry.push_sample(name).expect("pushing a sample")
     }
 
     fn busybox(&self) -> String {
@@ -125,15 +107,7 @@ fn a_wasm_server_and_a_container_share_the_pods_network() {
 
     env.cluster
         .kubectl_ok(&["delete", "pod", "--all", "--wait", "--grace-period=1"]);
-    let left = eventually("nothing left behind", || {
-        let left = env.cluster.leftovers();
-        if left.is_empty() {
-            Ok(left)
-        } else {
-            Err(left.join("\n"))
-        }
-    });
-    assert!(left.is_empty());
+    env.cluster.wait_nothing_left();
 }
 
 /// A pod of Wasm alone gets a network when its component opens sockets: a readiness probe
@@ -199,13 +173,5 @@ fn port_forward_reaches_a_wasm_server() {
     drop(forward);
     env.cluster
         .kubectl_ok(&["delete", "pod", "--all", "--wait", "--grace-period=1"]);
-    let left = eventually("nothing left behind", || {
-        let left = env.cluster.leftovers();
-        if left.is_empty() {
-            Ok(left)
-        } else {
-            Err(left.join("\n"))
-        }
-    });
-    assert!(left.is_empty());
+    env.cluster.wait_nothing_left();
 }

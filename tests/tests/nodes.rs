@@ -1,21 +1,9 @@
 //! Node agents end to end: `skiff up`'s local node and a second `skiff node` joined with the
 //! token, their Node objects and Leases, and pods placed across them.
 
-use std::path::PathBuf;
-
 use serde_json::Value;
 use skiff_tests::Registry;
-use skiff_tests::{Cluster, LOCAL_NODE, eventually, samples_dir};
-
-fn module(name: &str) -> PathBuf {
-    let path = samples_dir().join("wasm/out").join(format!("{name}.wasm"));
-    assert!(
-        path.exists(),
-        "{} is missing: run samples/wasm/build.sh",
-        path.display()
-    );
-    path
-}
+use skiff_tests::{Cluster, LOCAL_NODE, eventually, sample_module};
 
 #[test]
 fn the_local_node_registers_renews_its_lease_and_lists_its_runtimes() {
@@ -77,7 +65,7 @@ fn a_joined_node_runs_pods_placed_by_selector_and_taints() {
     cluster.wait_node_ready(LOCAL_NODE, || cluster.server_log());
     let node_b = cluster.join_node("node-b");
     registry
-        .push_wasm(&module("hello"), "samples/hello:v1")
+        .push_wasm(&sample_module("hello"), "samples/hello:v1")
         .expect("pushing hello");
     let hello = format!("{}/samples/hello:v1", registry.addr());
 
@@ -148,7 +136,7 @@ fn skiff_push_publishes_a_module_that_pods_run() {
     let image = format!("{}/pushed/hello:v2", registry.addr());
     let out = std::process::Command::new(skiff_tests::skiff_bin())
         .args(["push"])
-        .arg(module("hello"))
+        .arg(sample_module("hello"))
         .arg(&image)
         .output()
         .expect("running skiff push");
@@ -171,7 +159,7 @@ fn skiff_push_publishes_a_module_that_pods_run() {
 fn pods_keep_running_while_the_control_plane_is_away() {
     let registry = Registry::start().expect("starting the registry");
     registry
-        .push_wasm(&module("sleeper"), "samples/sleeper:v1")
+        .push_wasm(&sample_module("sleeper"), "samples/sleeper:v1")
         .expect("pushing sleeper");
     let image = format!("{}/samples/sleeper:v1", registry.addr());
     let mut cluster = Cluster::start_control_plane();

@@ -13,9 +13,7 @@ struct Env {
 
 impl Env {
     fn start() -> Env {
-        let registry = Registry::start().expect("starting the registry");
-        let cluster = Cluster::start();
-        cluster.wait_node_ready(LOCAL_NODE, || cluster.server_log());
+        let (cluster, registry) = Cluster::start_with_registry();
         Env { cluster, registry }
     }
 
@@ -217,18 +215,7 @@ fn deleting_pods_leaves_nothing_behind() {
         .kubectl_ok(&["delete", "pod", "--all", "--wait", "--timeout=90s"]);
     let pods = env.cluster.kubectl_ok(&["get", "pods", "-o", "name"]);
     assert_eq!(pods.trim(), "", "pods remain after delete --wait");
-    eventually("every pod's host state removed", || {
-        let left = env.cluster.leftovers();
-        if left.is_empty() {
-            Ok(())
-        } else {
-            Err(format!(
-                "left behind:\n{}\n{}",
-                left.join("\n"),
-                env.cluster.server_log_tail()
-            ))
-        }
-    });
+    env.cluster.wait_nothing_left();
 }
 
 /// Images with zstd layers, and images reached through an index listing several platforms (the

@@ -16,7 +16,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use skiff_tests::{Cluster, KUBECTL, LOCAL_NODE, Registry, samples_dir};
+use skiff_tests::{Cluster, KUBECTL, Registry};
 
 /// How long a terminal session may take to show what a test waits for.
 const TERMINAL_BOUND: Duration = Duration::from_secs(90);
@@ -31,9 +31,7 @@ struct Env {
 
 impl Env {
     fn start() -> Env {
-        let registry = Registry::start().expect("starting the registry");
-        let cluster = Cluster::start();
-        cluster.wait_node_ready(LOCAL_NODE, || cluster.server_log());
+        let (cluster, registry) = Cluster::start_with_registry();
         Env { cluster, registry }
     }
 
@@ -326,16 +324,10 @@ fn port_forward_reaches_a_pods_port_tunnelled_or_over_spdy() {
 #[test]
 fn wasm_pods_refuse_exec_attach_and_port_forward_with_the_reason() {
     let env = Env::start();
-    let module = samples_dir().join("wasm/out/sleeper.wasm");
-    assert!(
-        module.exists(),
-        "{} is missing: build the samples with samples/wasm/build.sh",
-        module.display()
-    );
-    env.registry
-        .push_wasm(&module, "samples/sleeper:v1")
+    let image = env
+        .registry
+        .push_sample("sleeper")
         .expect("pushing the sleeper");
-    let image = format!("{}/samples/sleeper:v1", env.registry.addr());
     env.cluster.kubectl_ok(&[
         "run",
         "wasm",

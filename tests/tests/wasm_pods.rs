@@ -1,45 +1,27 @@
 //! Wasm pods end to end: real `skiff up` (control plane and a local node), a real registry, the
 //! sample modules from `samples/wasm`, and the real kubectl.
 
-use std::path::PathBuf;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use skiff_tests::Registry;
-use skiff_tests::{Cluster, LOCAL_NODE, eventually, samples_dir};
+use skiff_tests::{Cluster, LOCAL_NODE, eventually};
 
 struct Env {
     cluster: Cluster,
     registry: Registry,
 }
 
-/// A built sample module; the test command builds them (`samples/wasm/build.sh`).
-fn module(name: &str) -> PathBuf {
-    let path = samples_dir().join("wasm/out").join(format!("{name}.wasm"));
-    assert!(
-        path.exists(),
-        "{} is missing: build the samples with samples/wasm/build.sh",
-        path.display()
-    );
-    path
-}
-
 impl Env {
     fn start() -> Env {
-        let registry = Registry::start().expect("starting the registry");
-        let cluster = Cluster::start();
-        cluster.wait_node_ready(LOCAL_NODE, || cluster.server_log());
+        let (cluster, registry) = Cluster::start_with_registry();
         Env { cluster, registry }
     }
 
     /// Pushes sample `name` and returns its image reference.
     fn image(&self, name: &str) -> String {
-        let repo_tag = format!("samples/{name}:v1");
-        self.registry
-            .push_wasm(&module(name), &repo_tag)
-            .expect("pushing a sample");
-        format!("{}/{repo_tag}", self.registry.addr())
+        self.registry.push_sample(name).expect("pushing a sample")
     }
 
     fn pod(&self, name: &str) -> Value {
