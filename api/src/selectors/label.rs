@@ -106,15 +106,14 @@ impl Requirement {
         }
     }
 
-    fn matches(&self, labels: &Map<String, Value>) -> bool {
-        let value = labels.get(&self.key);
-        let text = value.and_then(Value::as_str);
+    /// Whether a label set whose value for this key is `text` meets the requirement.
+    fn matches(&self, text: Option<&str>) -> bool {
         let has_value = || text.is_some_and(|t| self.values.iter().any(|v| v == t));
         match self.op {
             Operator::In | Operator::Equals | Operator::DoubleEquals => has_value(),
-            Operator::NotIn | Operator::NotEquals => value.is_none() || !has_value(),
-            Operator::Exists => value.is_some(),
-            Operator::DoesNotExist => value.is_none(),
+            Operator::NotIn | Operator::NotEquals => text.is_none() || !has_value(),
+            Operator::Exists => text.is_some(),
+            Operator::DoesNotExist => text.is_none(),
             Operator::GreaterThan | Operator::LessThan => {
                 let (Some(actual), [wanted]) = (text, self.values.as_slice()) else {
                     return false;
@@ -185,6 +184,14 @@ impl LabelSelector {
         }
     }
 
+    /// Selects nothing (a missing `metav1.LabelSelector`).
+    pub fn nothing() -> Self {
+        Self {
+            requirements: Vec::new(),
+            matches_nothing: true,
+        }
+    }
+
     /// The `?labelSelector=` string form: `a=b,c!=d,e in (x,y),f notin (z),g,!h`, also `==`,
     /// `>` and `<`. Errors are BadRequest with `labels.Parse`'s wording.
     pub fn parse(s: &str) -> Result<Self, ApiError> {
@@ -211,12 +218,7 @@ impl LabelSelector {
     /// (`spec.selector.matchExpressions[0].values`) worded as `ValidateLabelSelector` words them.
     pub fn from_object(sel: &Value, path: &str) -> Result<Self, Vec<FieldError>> {
         let obj = match sel {
-            Value::Null => {
-                return Ok(Self {
-                    requirements: Vec::new(),
-                    matches_nothing: true,
-                });
-            }
+            Value::Null => return Ok(Self::nothing()),
             Value::Object(obj) => obj,
             other => return Err(vec![FieldError::invalid(path, other, "must be an object")]),
         };
@@ -271,8 +273,15 @@ impl LabelSelector {
         }
     }
 
+    /// Labels that are not strings (never stored: validation refuses them) read as empty.
     pub fn matches(&self, labels: &Map<String, Value>) -> bool {
-        !self.matches_nothing && self.requirements.iter().all(|r| r.matches(labels))
+        self.matches_lookup(|key| labels.get(key).map(|v| v.as_str().unwrap_or_default()))
+    }
+
+    /// Matches the label set that `label` looks values up in, such as a typed object's
+    /// `BTreeMap` of labels.
+    pub fn matches_lookup<'a>(&self, label: impl Fn(&str) -> Option<&'a str>) -> bool {
+        !self.matches_nothing && self.requirements.iter().all(|r| r.matches(label(&r.key)))
     }
 
     /// True when the selector selects everything.

@@ -2,14 +2,23 @@
 //! caller, so the same code runs in or out of the API server's process; inside it, the client
 //! is [`crate::loopback`]'s.
 
+pub mod expectations;
 pub mod garbage_collector;
+pub mod hash;
+pub mod informer;
 pub mod namespace;
 pub mod namespace_defaults;
 pub mod node_ipam;
 pub mod node_lifecycle;
+pub mod ownership;
+pub mod pods;
+pub mod recorder;
+pub mod replica_set;
 
-use kube::Client;
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::{Pod, ReplicationController};
 use kube::discovery::ApiResource;
+use kube::{Api, Client};
 use skiff_api::ResourceInfo;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
@@ -71,6 +80,17 @@ pub fn start(
         "node-ipam",
         shutdown.clone(),
         node_ipam::run(client.clone(), cluster_cidr),
+    );
+    let pods = informer::Informer::<Pod>::start(Api::all(client.clone()), shutdown.clone());
+    spawn(
+        "replicaset",
+        shutdown.clone(),
+        replica_set::run::<ReplicaSet>(client.clone(), pods.clone()),
+    );
+    spawn(
+        "replicationcontroller",
+        shutdown.clone(),
+        replica_set::run::<ReplicationController>(client.clone(), pods.clone()),
     );
     spawn("scheduler", shutdown, crate::scheduler::run(client));
 }
