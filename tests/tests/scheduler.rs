@@ -273,8 +273,12 @@ fn a_replica_sets_pods_spread_across_nodes() {
     for name in ["n1", "n2", "n3"] {
         FakeNode::new(name).create(&cluster);
     }
-    // No ReplicaSet controller runs in `skiff control` yet: the test creates the owner and
-    // its pods itself, as the controller would.
+    // A busy unrelated pod on n1 must not matter more than spreading.
+    cluster.create(&pod(
+        "other",
+        json!({"nodeSelector": {"kubernetes.io/hostname": "n1"}}),
+    ));
+    node_of(&cluster, "other");
     cluster.create(
         &json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "web"},
                 "spec": {"replicas": 6, "selector": {"matchLabels": {"app": "web"}},
@@ -282,28 +286,23 @@ fn a_replica_sets_pods_spread_across_nodes() {
                                       "spec": {"containers": [{"name": "app", "image": "x"}]}}}})
         .to_string(),
     );
-    let uid = jsonpath(&cluster, "replicaset", "web", "{.metadata.uid}");
-    // A busy unrelated pod on n1 must not matter more than spreading.
-    cluster.create(&pod(
-        "other",
-        json!({"nodeSelector": {"kubernetes.io/hostname": "n1"}}),
-    ));
-    for i in 0..6 {
-        let owned = json!({
-            "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": format!("web-{i}"), "labels": {"app": "web"},
-                         "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
-                             "name": "web", "uid": uid, "controller": true}]},
-            "spec": {"containers": [{"name": "app", "image": "x"}]},
-        });
-        cluster.create(&owned.to_string());
-    }
-    let mut per_node = std::collections::BTreeMap::new();
-    for i in 0..6 {
-        *per_node
-            .entry(node_of(&cluster, &format!("web-{i}")))
-            .or_insert(0) += 1;
-    }
+    let per_node = eventually("the six replicas scheduled", || {
+        let pods = cluster.get_json(&["pods", "-l", "app=web"]);
+        let nodes: Vec<String> = pods["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["spec"]["nodeName"].as_str().map(str::to_string))
+            .collect();
+        if nodes.len() != 6 {
+            return Err(format!("{} of 6 scheduled", nodes.len()));
+        }
+        let mut per_node = std::collections::BTreeMap::new();
+        for node in nodes {
+            *per_node.entry(node).or_insert(0) += 1;
+        }
+        Ok(per_node)
+    });
     assert_eq!(
         per_node,
         [

@@ -2,6 +2,7 @@
 //! caller, so the same code runs in or out of the API server's process; inside it, the client
 //! is [`crate::loopback`]'s.
 
+pub mod deployment;
 pub mod expectations;
 pub mod garbage_collector;
 pub mod hash;
@@ -82,6 +83,13 @@ pub fn start(
         node_ipam::run(client.clone(), cluster_cidr),
     );
     let pods = informer::Informer::<Pod>::start(Api::all(client.clone()), shutdown.clone());
+    let replica_sets =
+        informer::Informer::<ReplicaSet>::start(Api::all(client.clone()), shutdown.clone());
+    spawn(
+        "deployment",
+        shutdown.clone(),
+        deployment::run(client.clone(), replica_sets, pods.clone()),
+    );
     spawn(
         "replicaset",
         shutdown.clone(),
