@@ -6,6 +6,7 @@ mod oci;
 mod process;
 pub mod scheduler;
 mod wasm;
+mod workloads;
 
 use clap::Subcommand;
 
@@ -68,6 +69,19 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 5_000)]
         pending: usize,
     },
+    /// A Deployment of Wasm replicas to all Available, then a rolling update of all of them,
+    /// beside as many bare pods created directly.
+    Workloads {
+        /// Print one JSON object (`deploy_1000_ready_s`, `rollout_1000_s`, ...).
+        #[arg(long)]
+        json: bool,
+        /// Where the built sample modules are (sleeper.wasm).
+        #[arg(long, default_value = "samples/wasm/out")]
+        samples: std::path::PathBuf,
+        /// Replicas of the Deployment.
+        #[arg(long, default_value_t = 1_000)]
+        replicas: usize,
+    },
 }
 
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
@@ -100,6 +114,19 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         }
         BenchCommand::Scheduler { json, nodes, pods } => {
             let report = runtime.block_on(scheduler::run(nodes, pods))?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                report.print();
+            }
+            Ok(())
+        }
+        BenchCommand::Workloads {
+            json,
+            samples,
+            replicas,
+        } => {
+            let report = runtime.block_on(workloads::run(&samples, replicas))?;
             if json {
                 println!("{}", serde_json::to_string(&report)?);
             } else {

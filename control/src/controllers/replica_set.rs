@@ -330,3 +330,111 @@ fn error_policy<K: ReplicaOwner>(
     warn!(kind = %K::kind(&()), name = %owner.name_any(), error = %err, "reconcile failed; retrying");
     Action::requeue(Duration::from_secs(1))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{PodCondition, PodStatus};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use serde_json::json;
+
+    fn replica_set(replicas: i32, min_ready: i32) -> ReplicaSet {
+        serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "ns", "generation": 3},
+            "spec": {"replicas": replicas, "minReadySeconds": min_ready,
+                     "selector": {"matchLabels": {"app": "web"}},
+                     "template": {"metadata": {"labels": {"app": "web", "tier": "front"}}}},
+        }))
+        .unwrap()
+    }
+
+    fn pod(labels: &[(&str, &str)], ready_for: Option<i64>, now: Timestamp) -> Arc<Pod> {
+        let conditions = ready_for.map(|secs| {
+            vec![PodCondition {
+                type_: "Ready".into(),
+                status: "True".into(),
+                last_transition_time: Some(Time(now - k8s_openapi::jiff::SignedDuration::from_secs(secs))),
+                ..PodCondition::default()
+            }]
+        });
+        Arc::new(Pod {
+            metadata: ObjectMeta {
+                labels: Some(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+                ..ObjectMeta::default()
+            },
+            spec: None,
+            status: Some(PodStatus {
+                phase: Some("Running".into()),
+                conditions,
+                ..PodStatus::default()
+            }),
+        })
+    }
+
+    #[test]
+    fn status_counts_labelled_ready_and_available_pods() {
+        let now = Timestamp::now();
+        let rs = replica_set(3, 10);
+        let full = [("app", "web"), ("tier", "front")];
+        let owned = [
+            pod(&full, Some(60), now),
+            pod(&full, Some(2), now),
+            pod(&[("app", "web")], None, now),
+        ];
+        let status = calculate_status(&rs, &owned, None, now);
+        assert_eq!(status.replicas, 3);
+        assert_eq!(status.fully_labeled_replicas, Some(2));
+        assert_eq!(status.ready_replicas, Some(2));
+        assert_eq!(status.available_replicas, Some(1), "ready for 2 s of the 10 required");
+        assert_eq!(status.observed_generation, Some(3));
+        assert!(status.conditions.is_none());
+    }
+
+    #[test]
+    fn a_refused_creation_sets_replica_failure_until_creations_succeed() {
+        let now = Timestamp::now();
+        let mut rs = replica_set(2, 0);
+        let refused = kube::Error::Api(
+            serde_json::from_value(json!({"status": "Failure", "message": "pods \"web-x\" is forbidden: exceeded quota", "reason": "Forbidden", "code": 403}))
+                .unwrap(),
+        );
+        let status = calculate_status(&rs, &[], Some(&refused), now);
+        let failure = &status.conditions.as_ref().unwrap()[0];
+        assert_eq!(
+            (failure.type_.as_str(), failure.reason.as_deref(), failure.message.as_deref()),
+            ("ReplicaFailure", Some("FailedCreate"), Some("pods \"web-x\" is forbidden: exceeded quota"))
+        );
+        rs.status = Some(status);
+        let cleared = calculate_status(&rs, &[], None, now);
+        assert!(cleared.conditions.is_none(), "{cleared:?}");
+    }
+
+    #[test]
+    fn an_orphan_concerns_every_owner_that_selects_it() {
+        let pod = Pod {
+            metadata: ObjectMeta {
+                namespace: Some("ns".into()),
+                labels: Some([("app".to_string(), "web".to_string())].into()),
+                ..ObjectMeta::default()
+            },
+            ..Pod::default()
+        };
+        let (store, mut writer) = kube::runtime::reflector::store::<ReplicaSet>();
+        writer.apply_watcher_event(&watcher::Event::Apply(replica_set(1, 0)));
+        assert_eq!(owners_of::<ReplicaSet>(&pod, &store), vec![ObjectRef::new("web").within("ns")]);
+        let mut owned = pod.clone();
+        owned.metadata.owner_references = Some(vec![k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+            api_version: "v1".into(),
+            kind: "ReplicationController".into(),
+            name: "other".into(),
+            uid: "u".into(),
+            controller: Some(true),
+            block_owner_deletion: None,
+        }]);
+        assert!(owners_of::<ReplicaSet>(&owned, &store).is_empty(), "another kind's pod");
+        assert_eq!(
+            owners_of::<ReplicationController>(&owned, &kube::runtime::reflector::store().0),
+            vec![ObjectRef::new("other").within("ns")]
+        );
+    }
+}
