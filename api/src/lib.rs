@@ -2,6 +2,7 @@
 //! ([`status`]), and, without any I/O, how objects are defaulted, validated, selected, patched
 //! and printed. The API server in `skiff-control` is the only caller that touches a store.
 
+pub mod cron;
 pub mod defaults;
 pub mod discovery;
 pub mod events;

@@ -48,7 +48,10 @@ impl Env {
                 let revision = rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"]
                     .as_str()
                     .unwrap_or_default();
-                (revision.to_string(), rs["metadata"]["name"].as_str().unwrap().to_string())
+                (
+                    revision.to_string(),
+                    rs["metadata"]["name"].as_str().unwrap().to_string(),
+                )
             })
             .collect()
     }
@@ -61,7 +64,12 @@ impl Env {
             .into_iter()
             .flatten()
             .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
-            .map(|p| p["spec"]["containers"][0]["image"].as_str().unwrap().to_string())
+            .map(|p| {
+                p["spec"]["containers"][0]["image"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
             .collect()
     }
 
@@ -139,12 +147,22 @@ impl ReadyWatch {
 fn a_deployment_scales_rolls_out_pauses_resumes_and_rolls_back() {
     let env = Env::start();
     let (v1, v2) = (env.sleeper("v1"), env.sleeper("v2"));
-    env.cluster.apply(&deployment("web", 3, &v1, rolling(json!(1), json!(1))));
-    env.kubectl(&["annotate", "deployment", "web", "kubernetes.io/change-cause=first"]);
+    env.cluster
+        .apply(&deployment("web", 3, &v1, rolling(json!(1), json!(1))));
+    env.kubectl(&[
+        "annotate",
+        "deployment",
+        "web",
+        "kubernetes.io/change-cause=first",
+    ]);
     let out = env.rollout_status("deployment/web");
     assert!(out.contains("successfully rolled out"), "{out}");
     let deployments = table(&env.kubectl(&["get", "deployment", "web"]));
-    assert_eq!(&row(&deployments, "web")[1..4], ["3/3", "3", "3"], "READY UP-TO-DATE AVAILABLE");
+    assert_eq!(
+        &row(&deployments, "web")[1..4],
+        ["3/3", "3", "3"],
+        "READY UP-TO-DATE AVAILABLE"
+    );
 
     // Scaled 3 → 10 → 4.
     env.kubectl(&["scale", "deployment/web", "--replicas=10"]);
@@ -153,7 +171,11 @@ fn a_deployment_scales_rolls_out_pauses_resumes_and_rolls_back() {
     env.kubectl(&["scale", "deployment/web", "--replicas=4"]);
     eventually("four pods left", || {
         let n = env.live_pod_images("app=web").len();
-        if n == 4 { Ok(()) } else { Err(format!("{n} pods")) }
+        if n == 4 {
+            Ok(())
+        } else {
+            Err(format!("{n} pods"))
+        }
     });
     let first = env.revisions("web")["1"].clone();
     let events = env.events_of("web");
@@ -165,7 +187,10 @@ fn a_deployment_scales_rolls_out_pauses_resumes_and_rolls_back() {
         assert!(events.contains(&wanted), "no {wanted:?} in\n{events}");
     }
     let rs_events = env.events_of(&first);
-    assert!(rs_events.contains(&format!("Created pod: {first}-")), "{rs_events}");
+    assert!(
+        rs_events.contains(&format!("Created pod: {first}-")),
+        "{rs_events}"
+    );
 
     // A rolling update, watched all the way: never fewer than replicas - maxUnavailable ready.
     let mut watch = env
@@ -182,7 +207,13 @@ fn a_deployment_scales_rolls_out_pauses_resumes_and_rolls_back() {
     });
     state.borrow_mut().lowest = Some(4);
     env.kubectl(&["set", "image", "deployment/web", &format!("app={v2}")]);
-    env.kubectl(&["annotate", "deployment", "web", "kubernetes.io/change-cause=second", "--overwrite"]);
+    env.kubectl(&[
+        "annotate",
+        "deployment",
+        "web",
+        "kubernetes.io/change-cause=second",
+        "--overwrite",
+    ]);
     watch.expect_stdout("four ready pods of the new image", |line| {
         let mut s = state.borrow_mut();
         s.see(line);
@@ -192,7 +223,10 @@ fn a_deployment_scales_rolls_out_pauses_resumes_and_rolls_back() {
     });
     drop(watch);
     let lowest = state.borrow().lowest.unwrap();
-    assert!(lowest >= 3, "ready pods fell to {lowest} during the rollout (maxUnavailable 1 of 4)");
+    assert!(
+        lowest >= 3,
+        "ready pods fell to {lowest} during the rollout (maxUnavailable 1 of 4)"
+    );
     env.rollout_status("deployment/web");
 
     // History, with change causes.
@@ -208,30 +242,57 @@ fn a_deployment_scales_rolls_out_pauses_resumes_and_rolls_back() {
     env.kubectl(&["set", "env", "deployment/web", "MODE=paused-edit"]);
     env.kubectl(&["set", "resources", "deployment/web", "--limits=memory=16Mi"]);
     eventually("the Deployment reports it is paused", || {
-        let reason = env.kubectl(&["get", "deployment", "web", "-o",
-            r#"jsonpath={.status.conditions[?(@.type=="Progressing")].reason}"#]);
-        if reason == "DeploymentPaused" { Ok(()) } else { Err(reason) }
+        let reason = env.kubectl(&[
+            "get",
+            "deployment",
+            "web",
+            "-o",
+            r#"jsonpath={.status.conditions[?(@.type=="Progressing")].reason}"#,
+        ]);
+        if reason == "DeploymentPaused" {
+            Ok(())
+        } else {
+            Err(reason)
+        }
     });
     assert_eq!(env.revisions("web").len(), 2, "no rollout while paused");
     env.kubectl(&["rollout", "resume", "deployment/web"]);
     env.rollout_status("deployment/web");
     let revisions = env.revisions("web");
     assert_eq!(revisions.keys().collect::<Vec<_>>(), ["1", "2", "3"]);
-    let env_var = env.kubectl(&["get", "pods", "-l", "app=web", "-o",
-        "jsonpath={.items[*].spec.containers[0].env[0].value}"]);
-    assert!(env_var.split_whitespace().all(|v| v == "paused-edit"), "{env_var}");
+    let env_var = env.kubectl(&[
+        "get",
+        "pods",
+        "-l",
+        "app=web",
+        "-o",
+        "jsonpath={.items[*].spec.containers[0].env[0].value}",
+    ]);
+    assert!(
+        env_var.split_whitespace().all(|v| v == "paused-edit"),
+        "{env_var}"
+    );
 
     // Undo to revision 1: its ReplicaSet comes back as revision 4.
     env.kubectl(&["rollout", "undo", "deployment/web", "--to-revision=1"]);
     env.rollout_status("deployment/web");
     eventually("only the first image runs", || {
         let images = env.live_pod_images("app=web");
-        if images.len() == 4 && images.iter().all(|i| *i == v1) { Ok(()) } else { Err(format!("{images:?}")) }
+        if images.len() == 4 && images.iter().all(|i| *i == v1) {
+            Ok(())
+        } else {
+            Err(format!("{images:?}"))
+        }
     });
     let revisions = env.revisions("web");
     assert_eq!(revisions.get("4"), Some(&first), "{revisions:?}");
-    let annotations = env.kubectl(&["get", "rs", &first, "-o",
-        r#"jsonpath={.metadata.annotations.deployment\.kubernetes\.io/revision-history}"#]);
+    let annotations = env.kubectl(&[
+        "get",
+        "rs",
+        &first,
+        "-o",
+        r#"jsonpath={.metadata.annotations.deployment\.kubernetes\.io/revision-history}"#,
+    ]);
     assert_eq!(annotations, "1");
 
     // Restart: a new ReplicaSet with the same template plus the restart annotation.
@@ -240,7 +301,14 @@ fn a_deployment_scales_rolls_out_pauses_resumes_and_rolls_back() {
     assert!(env.revisions("web").contains_key("5"));
 
     // autoscale makes the HorizontalPodAutoscaler object.
-    env.kubectl(&["autoscale", "deployment", "web", "--min=2", "--max=6", "--cpu-percent=80"]);
+    env.kubectl(&[
+        "autoscale",
+        "deployment",
+        "web",
+        "--min=2",
+        "--max=6",
+        "--cpu-percent=80",
+    ]);
     let hpa = env.cluster.get_json(&["hpa", "web"]);
     assert_eq!(hpa["spec"]["scaleTargetRef"]["kind"], "Deployment");
     assert_eq!(hpa["spec"]["maxReplicas"], 6);
@@ -248,10 +316,17 @@ fn a_deployment_scales_rolls_out_pauses_resumes_and_rolls_back() {
     let described = env.kubectl(&["describe", "deployment", "web"]);
     assert!(described.contains("NewReplicaSetAvailable"), "{described}");
     env.kubectl(&["delete", "deployment", "web"]);
-    eventually("the Deployment's ReplicaSets and pods are collected", || {
-        let left = env.kubectl(&["get", "rs,pods", "-l", "app=web", "-o", "name"]);
-        if left.trim().is_empty() { Ok(()) } else { Err(left) }
-    });
+    eventually(
+        "the Deployment's ReplicaSets and pods are collected",
+        || {
+            let left = env.kubectl(&["get", "rs,pods", "-l", "app=web", "-o", "name"]);
+            if left.trim().is_empty() {
+                Ok(())
+            } else {
+                Err(left)
+            }
+        },
+    );
     env.cluster.wait_nothing_left();
 }
 
@@ -265,7 +340,12 @@ fn a_rollout_to_a_missing_image_stalls_past_its_deadline_while_old_pods_serve() 
     env.cluster.apply(&manifest.to_string());
     env.rollout_status("deployment/stuck");
     let missing = format!("{}/samples/does-not-exist:v1", env.registry.addr());
-    env.kubectl(&["set", "image", "deployment/stuck", &format!("app={missing}")]);
+    env.kubectl(&[
+        "set",
+        "image",
+        "deployment/stuck",
+        &format!("app={missing}"),
+    ]);
     let status = env
         .cluster
         .kubectl(&["rollout", "status", "deployment/stuck", "--timeout=60s"]);
@@ -287,7 +367,13 @@ fn a_rollout_to_a_missing_image_stalls_past_its_deadline_while_old_pods_serve() 
     // maxUnavailable 0: both old pods still serve.
     let images = env.live_pod_images("app=stuck");
     assert_eq!(images.iter().filter(|i| **i == v1).count(), 2, "{images:?}");
-    let ready = env.kubectl(&["get", "deployment", "stuck", "-o", "jsonpath={.status.availableReplicas}"]);
+    let ready = env.kubectl(&[
+        "get",
+        "deployment",
+        "stuck",
+        "-o",
+        "jsonpath={.status.availableReplicas}",
+    ]);
     assert_eq!(ready, "2");
 }
 
@@ -295,7 +381,8 @@ fn a_rollout_to_a_missing_image_stalls_past_its_deadline_while_old_pods_serve() 
 fn recreate_stops_every_old_pod_before_starting_new_ones() {
     let env = Env::start();
     let (v1, v2) = (env.sleeper("v1"), env.sleeper("v2"));
-    env.cluster.apply(&deployment("batch", 3, &v1, json!({"type": "Recreate"})));
+    env.cluster
+        .apply(&deployment("batch", 3, &v1, json!({"type": "Recreate"})));
     env.rollout_status("deployment/batch");
     let mut watch = env
         .cluster
@@ -315,7 +402,9 @@ fn recreate_stops_every_old_pod_before_starting_new_ones() {
     env.kubectl(&["set", "image", "deployment/batch", &format!("app={v2}")]);
     watch.expect_stdout("three new pods", |line| {
         let cells: Vec<&str> = line.split_whitespace().collect();
-        let [event, name, image] = cells[..] else { return false };
+        let [event, name, image] = cells[..] else {
+            return false;
+        };
         if event == "EVENT" {
             return false;
         }
@@ -331,7 +420,10 @@ fn recreate_stops_every_old_pod_before_starting_new_ones() {
         }
         live.len() == 3 && images.len() == 1 && images.contains(&v2)
     });
-    assert!(!*overlap.borrow(), "old and new pods existed at once under Recreate");
+    assert!(
+        !*overlap.borrow(),
+        "old and new pods existed at once under Recreate"
+    );
     env.rollout_status("deployment/batch");
 }
 
@@ -350,12 +442,26 @@ fn a_replication_controller_keeps_its_pods_and_a_replica_set_adopts_and_releases
     eventually("three ready replicas", || {
         let rcs = table(&env.kubectl(&["get", "rc", "nginx"]));
         let r = row(&rcs, "nginx");
-        if r[1..4] == ["3", "3", "3"] { Ok(()) } else { Err(format!("{r:?}")) }
+        if r[1..4] == ["3", "3", "3"] {
+            Ok(())
+        } else {
+            Err(format!("{r:?}"))
+        }
     });
     let described = env.kubectl(&["describe", "rc", "nginx"]);
-    assert!(described.contains("3 Running / 0 Waiting / 0 Succeeded / 0 Failed"), "{described}");
+    assert!(
+        described.contains("3 Running / 0 Waiting / 0 Succeeded / 0 Failed"),
+        "{described}"
+    );
     // A deleted pod is replaced.
-    let pods = env.kubectl(&["get", "pods", "-l", "app=nginx", "-o", "jsonpath={.items[0].metadata.name}"]);
+    let pods = env.kubectl(&[
+        "get",
+        "pods",
+        "-l",
+        "app=nginx",
+        "-o",
+        "jsonpath={.items[0].metadata.name}",
+    ]);
     env.kubectl(&["delete", "pod", &pods, "--wait=false"]);
     eventually("the deleted pod replaced", || {
         let names = env.kubectl(&["get", "pods", "-l", "app=nginx", "-o", "name"]);
@@ -368,7 +474,10 @@ fn a_replication_controller_keeps_its_pods_and_a_replica_set_adopts_and_releases
         if n == 1 { Ok(()) } else { Err(format!("{n}")) }
     });
     let events = env.events_of("nginx");
-    assert!(events.contains("SuccessfulDelete") && events.contains("Created pod: nginx-"), "{events}");
+    assert!(
+        events.contains("SuccessfulDelete") && events.contains("Created pod: nginx-"),
+        "{events}"
+    );
 
     // A ReplicaSet adopts a matching orphan and releases a pod relabelled away from it.
     let orphan = json!({"apiVersion": "v1", "kind": "Pod",
@@ -376,31 +485,55 @@ fn a_replication_controller_keeps_its_pods_and_a_replica_set_adopts_and_releases
         "spec": {"runtimeClassName": "wasmtime",
                  "containers": [{"name": "app", "image": env.sleeper("v1")}]}});
     env.cluster.apply(&orphan.to_string());
-    let mut rs: Value = serde_json::from_str(&deployment("cache", 2, &env.sleeper("v1"), json!(null))).unwrap();
+    let mut rs: Value =
+        serde_json::from_str(&deployment("cache", 2, &env.sleeper("v1"), json!(null))).unwrap();
     rs["kind"] = json!("ReplicaSet");
     rs["spec"]["selector"] = json!({"matchLabels": {"tier": "cache"}});
     rs["spec"]["template"]["metadata"]["labels"] = json!({"tier": "cache"});
     rs["spec"].as_object_mut().unwrap().remove("strategy");
     env.cluster.apply(&rs.to_string());
     eventually("the orphan adopted and one pod added", || {
-        let owner = env.kubectl(&["get", "pod", "orphan", "-o", "jsonpath={.metadata.ownerReferences[0].name}"]);
+        let owner = env.kubectl(&[
+            "get",
+            "pod",
+            "orphan",
+            "-o",
+            "jsonpath={.metadata.ownerReferences[0].name}",
+        ]);
         let n = env.live_pod_images("tier=cache").len();
-        if owner == "cache" && n == 2 { Ok(()) } else { Err(format!("owner {owner:?}, {n} pods")) }
+        if owner == "cache" && n == 2 {
+            Ok(())
+        } else {
+            Err(format!("owner {owner:?}, {n} pods"))
+        }
     });
     env.kubectl(&["label", "pod", "orphan", "tier=retired", "--overwrite"]);
     eventually("the relabelled pod released and replaced", || {
-        let owner = env.kubectl(&["get", "pod", "orphan", "-o", "jsonpath={.metadata.ownerReferences}"]);
+        let owner = env.kubectl(&[
+            "get",
+            "pod",
+            "orphan",
+            "-o",
+            "jsonpath={.metadata.ownerReferences}",
+        ]);
         let n = env.live_pod_images("tier=cache").len();
-        if owner.is_empty() && n == 2 { Ok(()) } else { Err(format!("owner {owner:?}, {n} pods")) }
-    });
-    eventually("the ReplicaSet reports two labelled, available replicas", || {
-        let status = env.cluster.get_json(&["rs", "cache"])["status"].clone();
-        if status["fullyLabeledReplicas"] == 2 && status["availableReplicas"] == 2 {
+        if owner.is_empty() && n == 2 {
             Ok(())
         } else {
-            Err(status.to_string())
+            Err(format!("owner {owner:?}, {n} pods"))
         }
     });
+    eventually(
+        "the ReplicaSet reports two labelled, available replicas",
+        || {
+            let status = env.cluster.get_json(&["rs", "cache"])["status"].clone();
+            if status["fullyLabeledReplicas"] == 2 && status["availableReplicas"] == 2 {
+                Ok(())
+            } else {
+                Err(status.to_string())
+            }
+        },
+    );
 }
 
 #[test]
@@ -415,17 +548,33 @@ fn a_rollout_survives_a_control_plane_restart_without_duplicate_pods() {
     env.rollout_status("deployment/steady");
     env.kubectl(&["set", "image", "deployment/steady", &format!("app={v2}")]);
     eventually("the rollout under way", || {
-        let n = env.live_pod_images("app=steady").iter().filter(|i| **i == v2).count();
-        if (1..6).contains(&n) { Ok(()) } else { Err(format!("{n} new pods")) }
+        let n = env
+            .live_pod_images("app=steady")
+            .iter()
+            .filter(|i| **i == v2)
+            .count();
+        if (1..6).contains(&n) {
+            Ok(())
+        } else {
+            Err(format!("{n} new pods"))
+        }
     });
     env.cluster.restart();
     env.rollout_status("deployment/steady");
     let images = env.live_pod_images("app=steady");
     assert_eq!(images.len(), 6, "{images:?}");
     assert!(images.iter().all(|i| *i == v2), "{images:?}");
-    assert_eq!(env.revisions("steady").len(), 2, "one ReplicaSet per template");
+    assert_eq!(
+        env.revisions("steady").len(),
+        2,
+        "one ReplicaSet per template"
+    );
     let sets = env.cluster.get_json(&["rs", "-l", "app=steady"]);
-    let sizes: Vec<i64> = sets["items"].as_array().unwrap().iter()
-        .map(|rs| rs["status"]["replicas"].as_i64().unwrap_or(0)).collect();
+    let sizes: Vec<i64> = sets["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|rs| rs["status"]["replicas"].as_i64().unwrap_or(0))
+        .collect();
     assert_eq!(sizes.iter().sum::<i64>(), 6, "{sizes:?}");
 }

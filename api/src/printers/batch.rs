@@ -78,6 +78,8 @@ fn job_cells(job: &Value, now: DateTime<Utc>) -> Vec<Value> {
         "Suspended"
     } else if has_condition(job, "FailureTarget") {
         "FailureTarget"
+    } else if has_condition(job, "SuccessCriteriaMet") {
+        "SuccessCriteriaMet"
     } else {
         "Running"
     };
@@ -203,6 +205,13 @@ mod tests {
             part(row("jobs", &suspended), 1..4),
             json!(["Suspended", "0/1", ""])
         );
+        // Done, waiting for its last pods to be counted.
+        let met = job(
+            json!({"completions": 1}),
+            json!({"succeeded": 1, "startTime": "2025-01-01T11:50:00Z",
+                   "conditions": [{"type": "SuccessCriteriaMet", "status": "True"}]}),
+        );
+        assert_eq!(part(row("jobs", &met), 1..3), json!(["SuccessCriteriaMet", "1/1"]));
         assert_eq!(
             columns_of("jobs"),
             [

@@ -10,6 +10,7 @@ use super::{
     get_str, go_label_selector, go_string_map, immutable, invalid_each, invalid_rendered,
     label_selector, nonnegative,
 };
+use crate::cron::{Schedule, ScheduleError};
 use crate::status::FieldError;
 
 const CONTROLLER_UID: &str = "batch.kubernetes.io/controller-uid";
@@ -152,7 +153,7 @@ pub fn validate_cron_job(obj: &Value, errs: &mut Vec<FieldError>) {
         "" => errs.push(FieldError::required("spec.schedule")),
         schedule => {
             if let Err(e) = parse_schedule(schedule) {
-                invalid_each(errs, "spec.schedule", schedule, vec![e]);
+                invalid_each(errs, "spec.schedule", schedule, vec![e.to_string()]);
             }
             if schedule.contains("TZ") {
                 invalid_each(
@@ -223,121 +224,12 @@ pub fn validate_job_update(new: &Value, old: &Value, errs: &mut Vec<FieldError>)
     }
 }
 
-/// Field bounds and names of the five standard cron fields.
-const FIELDS: [(u32, u32, &[&str]); 5] = [
-    (0, 59, &[]),
-    (0, 23, &[]),
-    (1, 31, &[]),
-    (
-        1,
-        12,
-        &[
-            "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
-        ],
-    ),
-    (0, 6, &["sun", "mon", "tue", "wed", "thu", "fri", "sat"]),
-];
-
-/// `cron.ParseStandard`: five fields or a descriptor; the error is robfig/cron's message.
-pub fn parse_schedule(spec: &str) -> Result<(), String> {
-    if spec.is_empty() {
-        return Err("empty spec string".into());
-    }
-    let mut spec = spec.trim_start();
+/// `cron.ParseStandard` as validation runs it: a `TZ=`/`CRON_TZ=` prefix is skipped here (and
+/// refused with its own message by the caller), the rest is [`Schedule::parse`]'s.
+fn parse_schedule(spec: &str) -> Result<Schedule, ScheduleError> {
     if spec.starts_with("TZ=") || spec.starts_with("CRON_TZ=") {
-        spec = spec
-            .split_once(' ')
-            .map_or("", |(_, rest)| rest.trim_start());
+        let rest = spec.split_once(' ').map_or("", |(_, r)| r.trim());
+        return Schedule::parse(rest);
     }
-    if let Some(desc) = spec.strip_prefix('@') {
-        return match desc {
-            "yearly" | "annually" | "monthly" | "weekly" | "daily" | "midnight" | "hourly" => {
-                Ok(())
-            }
-            d if d.starts_with("every ") => Ok(()),
-            _ => Err(format!("unrecognized descriptor: {spec}")),
-        };
-    }
-    let fields: Vec<&str> = spec.split_whitespace().collect();
-    if fields.len() != 5 {
-        return Err(format!(
-            "expected exactly 5 fields, found {}: [{}]",
-            fields.len(),
-            fields.join(" ")
-        ));
-    }
-    for (field, (min, max, names)) in fields.iter().zip(FIELDS) {
-        for expr in field.split(',') {
-            range(expr, min, max, names)?;
-        }
-    }
-    Ok(())
-}
-
-fn range(expr: &str, min: u32, max: u32, names: &[&str]) -> Result<(), String> {
-    let range_and_step: Vec<&str> = expr.split('/').collect();
-    let low_high: Vec<&str> = range_and_step[0].split('-').collect();
-    let (start, mut end) = if low_high[0] == "*" || low_high[0] == "?" {
-        (min, max)
-    } else {
-        let start = int_or_name(low_high[0], names, min)?;
-        match low_high.len() {
-            1 => (start, start),
-            2 => (start, int_or_name(low_high[1], names, min)?),
-            _ => return Err(format!("too many hyphens: {expr}")),
-        }
-    };
-    let step = match range_and_step.len() {
-        1 => 1,
-        2 => {
-            if low_high.len() == 1 {
-                end = max;
-            }
-            must_parse_int(range_and_step[1])?
-        }
-        _ => return Err(format!("too many slashes: {expr}")),
-    };
-    if start < min {
-        return Err(format!(
-            "beginning of range ({start}) below minimum ({min}): {expr}"
-        ));
-    }
-    if end > max {
-        return Err(format!(
-            "end of range ({end}) above maximum ({max}): {expr}"
-        ));
-    }
-    if start > end {
-        return Err(format!(
-            "beginning of range ({start}) beyond end of range ({end}): {expr}"
-        ));
-    }
-    if step == 0 {
-        return Err(format!("step of range should be a positive number: {expr}"));
-    }
-    Ok(())
-}
-
-fn int_or_name(s: &str, names: &[&str], base: u32) -> Result<u32, String> {
-    let lower = s.to_lowercase();
-    match names.iter().position(|n| *n == lower) {
-        Some(i) => Ok(i as u32 + base),
-        None => must_parse_int(s),
-    }
-}
-
-fn must_parse_int(s: &str) -> Result<u32, String> {
-    let n: i64 = s.parse().map_err(|e: std::num::ParseIntError| {
-        let why = match e.kind() {
-            std::num::IntErrorKind::PosOverflow | std::num::IntErrorKind::NegOverflow => {
-                "value out of range"
-            }
-            _ => "invalid syntax",
-        };
-        format!("failed to parse int from {s}: strconv.Atoi: parsing {s:?}: {why}")
-    })?;
-    if n < 0 {
-        return Err(format!("negative number ({n}) not allowed: {s}"));
-    }
-    u32::try_from(n).map_err(|_| format!("end of range ({n}) above maximum: {s}"))
+    Schedule::parse(spec)
 }

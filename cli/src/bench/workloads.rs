@@ -98,7 +98,11 @@ fn complete(d: &Deployment, replicas: i32) -> bool {
 }
 
 /// Waits on a watch until the Deployment is complete at `generation` or later.
-async fn wait_complete(api: &Api<Deployment>, replicas: i32, generation: i64) -> anyhow::Result<()> {
+async fn wait_complete(
+    api: &Api<Deployment>,
+    replicas: i32,
+    generation: i64,
+) -> anyhow::Result<()> {
     let config = watcher::Config::default().fields("metadata.name=bench");
     let mut events = watcher::watcher(api.clone(), config).boxed();
     let wait = async {
@@ -127,8 +131,16 @@ async fn empty(client: &Client, namespace: &str) -> anyhow::Result<()> {
     pods.delete_collection(&DeleteParams::default(), &ListParams::default())
         .await?;
     let t = Instant::now();
-    while !pods.list_metadata(&ListParams::default()).await?.items.is_empty() {
-        anyhow::ensure!(t.elapsed() < TIMEOUT, "pods of {namespace} not gone in time");
+    while !pods
+        .list_metadata(&ListParams::default())
+        .await?
+        .items
+        .is_empty()
+    {
+        anyhow::ensure!(
+            t.elapsed() < TIMEOUT,
+            "pods of {namespace} not gone in time"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     Ok(())
@@ -159,7 +171,8 @@ pub async fn run(samples: &std::path::Path, replicas: usize) -> anyhow::Result<W
     let watch = StartWatch::spawn(pods.clone());
     for (name, image) in [("warm-v1", &v1), ("warm-v2", &v2)] {
         let started = watch.wait(name).await;
-        pods.create(&PostParams::default(), &pod(name, image)?).await?;
+        pods.create(&PostParams::default(), &pod(name, image)?)
+            .await?;
         tokio::time::timeout(Duration::from_secs(120), started).await??;
     }
     empty(&client, "bench-workloads").await?;
@@ -174,7 +187,11 @@ pub async fn run(samples: &std::path::Path, replicas: usize) -> anyhow::Result<W
         .map(|name| {
             let peer = peer.clone();
             let image = v1.clone();
-            async move { peer.create(&PostParams::default(), &pod(name, &image)?).await.map_err(anyhow::Error::from) }
+            async move {
+                peer.create(&PostParams::default(), &pod(name, &image)?)
+                    .await
+                    .map_err(anyhow::Error::from)
+            }
         })
         .buffer_unordered(32)
         .try_for_each(|_| async { Ok(()) })
@@ -191,15 +208,26 @@ pub async fn run(samples: &std::path::Path, replicas: usize) -> anyhow::Result<W
     let created = api
         .create(&PostParams::default(), &deployment(replicas, &v1)?)
         .await?;
-    wait_complete(&api, replicas as i32, created.metadata.generation.unwrap_or(1)).await?;
+    wait_complete(
+        &api,
+        replicas as i32,
+        created.metadata.generation.unwrap_or(1),
+    )
+    .await?;
     let deploy_1000_ready_s = t.elapsed().as_secs_f64();
 
     let t = Instant::now();
-    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": v2}]}}}});
+    let patch =
+        json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": v2}]}}}});
     let updated = api
         .patch("bench", &PatchParams::default(), &Patch::Strategic(patch))
         .await?;
-    wait_complete(&api, replicas as i32, updated.metadata.generation.unwrap_or(2)).await?;
+    wait_complete(
+        &api,
+        replicas as i32,
+        updated.metadata.generation.unwrap_or(2),
+    )
+    .await?;
     let rollout_1000_s = t.elapsed().as_secs_f64();
     drop(registry);
 

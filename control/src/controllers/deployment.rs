@@ -39,7 +39,7 @@ use tracing::warn;
 
 use super::hash::template_hash;
 use super::informer::Informer;
-use super::ownership::{Selector, claim, controller_of, controller_reference};
+use super::ownership::{Selector, claim, controller_of, controller_reference, owners_of};
 use super::pods::{self, reason};
 use super::recorder::Recorder;
 
@@ -79,8 +79,10 @@ struct Context {
 
 /// Runs the controller until its watch ends.
 pub async fn run(client: Client, replica_sets: Informer<ReplicaSet>, pods: Informer<Pod>) {
-    let controller =
-        Controller::new(Api::<Deployment>::all(client.clone()), watcher::Config::default());
+    let controller = Controller::new(
+        Api::<Deployment>::all(client.clone()),
+        watcher::Config::default(),
+    );
     let deployments = controller.store();
     let by_pod = deployments.clone();
     let rs_store = replica_sets.store();
@@ -91,9 +93,10 @@ pub async fn run(client: Client, replica_sets: Informer<ReplicaSet>, pods: Infor
         pods: pods.store(),
     });
     controller
-        .reconcile_on(replica_sets.triggers(move |rs: &ReplicaSet| {
-            owners_of(&rs.metadata, rs.labels(), &deployments)
-        }))
+        .reconcile_on(
+            replica_sets
+                .triggers(move |rs: &ReplicaSet| owners_of(&rs.metadata, &deployments, selector)),
+        )
         // Only Recreate waits on pods (for the old ones to be gone); the ReplicaSet's status
         // reports the rest.
         .reconcile_on(pods.triggers(move |pod: &Pod| {
@@ -104,7 +107,7 @@ pub async fn run(client: Client, replica_sets: Informer<ReplicaSet>, pods: Infor
             let Some(rs) = rs_store.get(&ObjectRef::new(&r.name).within(&namespace)) else {
                 return Vec::new();
             };
-            owners_of(&rs.metadata, rs.labels(), &by_pod)
+            owners_of(&rs.metadata, &by_pod, selector)
                 .into_iter()
                 .filter(|d| by_pod.get(d).is_some_and(|d| is_recreate(&d)))
                 .collect()
@@ -114,28 +117,8 @@ pub async fn run(client: Client, replica_sets: Informer<ReplicaSet>, pods: Infor
         .await;
 }
 
-/// The Deployments a ReplicaSet's change concerns: its controller, or (an orphan) those that
-/// select it.
-fn owners_of(
-    meta: &ObjectMeta,
-    labels: &BTreeMap<String, String>,
-    deployments: &Store<Deployment>,
-) -> Vec<ObjectRef<Deployment>> {
-    let namespace = meta.namespace.clone().unwrap_or_default();
-    match controller_of(meta) {
-        Some(r) if r.kind == "Deployment" => vec![ObjectRef::new(&r.name).within(&namespace)],
-        Some(_) => Vec::new(),
-        None => deployments
-            .state()
-            .iter()
-            .filter(|d| d.namespace().as_deref() == Some(&namespace))
-            .filter(|d| {
-                let s = Selector::new(d.spec.as_ref().map(|s| &s.selector));
-                !s.is_empty() && s.matches(labels)
-            })
-            .map(|d| ObjectRef::from_obj(d.as_ref()))
-            .collect(),
-    }
+fn selector(d: &Deployment) -> Selector {
+    Selector::new(d.spec.as_ref().map(|s| &s.selector))
 }
 
 fn is_recreate(d: &Deployment) -> bool {
@@ -151,11 +134,14 @@ fn strategy_type(d: &Deployment) -> &str {
 }
 
 async fn reconcile(d: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action, DeploymentError> {
-    for ready in [ctx.replica_sets.wait_until_ready().await, ctx.pods.wait_until_ready().await] {
+    for ready in [
+        ctx.replica_sets.wait_until_ready().await,
+        ctx.pods.wait_until_ready().await,
+    ] {
         ready.map_err(|_| DeploymentError::CacheStopped)?;
     }
     let namespace = d.namespace().unwrap_or_default();
-    let selector = Selector::new(d.spec.as_ref().map(|s| &s.selector));
+    let selector = selector(&d);
     let mut rollout = Rollout {
         ctx: &ctx,
         rs_api: Api::namespaced(ctx.client.clone(), &namespace),
@@ -177,12 +163,11 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action, Depl
     let candidates = ctx
         .replica_sets
         .state_filter(|rs| rs.namespace().as_deref() == Some(&namespace));
-    let replica_sets: Vec<ReplicaSet> =
-        claim(&rollout.rs_api, d.as_ref(), &selector, candidates)
-            .await?
-            .into_iter()
-            .map(|rs| (*rs).clone())
-            .collect();
+    let replica_sets: Vec<ReplicaSet> = claim(&rollout.rs_api, d.as_ref(), &selector, candidates)
+        .await?
+        .into_iter()
+        .map(|rs| (*rs).clone())
+        .collect();
     if d.metadata.deletion_timestamp.is_some() {
         let (new, old) = rollout.split(replica_sets);
         rollout.sync_status(new.as_ref(), &old).await?;
@@ -279,7 +264,13 @@ fn max_unavailable(d: &Deployment) -> i32 {
 /// `getProportion`: a set's share of `to_add` (of which `added` is handed out), from its size
 /// against the Deployment's size when the set was last scaled (its max-replicas annotation, or
 /// else `status_replicas`).
-fn proportion(d: &Deployment, status_replicas: i32, rs: &ReplicaSet, to_add: i32, added: i32) -> i32 {
+fn proportion(
+    d: &Deployment,
+    status_replicas: i32,
+    rs: &ReplicaSet,
+    to_add: i32,
+    added: i32,
+) -> i32 {
     let size = spec_replicas(rs);
     if size == 0 || to_add == 0 || to_add == added {
         return 0;
@@ -299,7 +290,11 @@ fn proportion(d: &Deployment, status_replicas: i32, rs: &ReplicaSet, to_add: i32
         }
     };
     let allowed = to_add - added;
-    if to_add > 0 { fraction.min(allowed) } else { fraction.max(allowed) }
+    if to_add > 0 {
+        fraction.min(allowed)
+    } else {
+        fraction.max(allowed)
+    }
 }
 
 /// The new set's size under RollingUpdate (`NewRSNewReplicas`): up within
@@ -360,7 +355,11 @@ fn without_hash(template: Option<&PodTemplateSpec>) -> PodTemplateSpec {
 }
 
 fn condition<'a>(status: &'a DeploymentStatus, type_: &str) -> Option<&'a DeploymentCondition> {
-    status.conditions.as_deref()?.iter().find(|c| c.type_ == type_)
+    status
+        .conditions
+        .as_deref()?
+        .iter()
+        .find(|c| c.type_ == type_)
 }
 
 /// Sets a condition as `SetDeploymentCondition` does: unchanged if status and reason are the
@@ -434,7 +433,9 @@ impl Rollout<'_> {
         let wanted = without_hash(self.d.spec.as_ref().map(|s| &s.template));
         let new = all
             .iter()
-            .position(|rs| without_hash(rs.spec.as_ref().and_then(|s| s.template.as_ref())) == wanted)
+            .position(|rs| {
+                without_hash(rs.spec.as_ref().and_then(|s| s.template.as_ref())) == wanted
+            })
             .map(|i| all.remove(i));
         (new, all)
     }
@@ -448,9 +449,23 @@ impl Rollout<'_> {
         let reason = condition(status, "Progressing").and_then(|c| c.reason.clone());
         let paused = self.d.spec.as_ref().and_then(|s| s.paused).unwrap_or(false);
         if paused && reason.as_deref() != Some("DeploymentPaused") {
-            set_condition(status, "Progressing", "Unknown", "DeploymentPaused", "Deployment is paused".into(), self.now);
+            set_condition(
+                status,
+                "Progressing",
+                "Unknown",
+                "DeploymentPaused",
+                "Deployment is paused".into(),
+                self.now,
+            );
         } else if !paused && reason.as_deref() == Some("DeploymentPaused") {
-            set_condition(status, "Progressing", "Unknown", "DeploymentResumed", "Deployment is resumed".into(), self.now);
+            set_condition(
+                status,
+                "Progressing",
+                "Unknown",
+                "DeploymentResumed",
+                "Deployment is resumed".into(),
+                self.now,
+            );
         }
     }
 
@@ -472,7 +487,10 @@ impl Rollout<'_> {
         self.sync_status(new.as_ref(), &old).await
     }
 
-    async fn rolling_update(&mut self, all: Vec<ReplicaSet>) -> Result<Option<Duration>, DeploymentError> {
+    async fn rolling_update(
+        &mut self,
+        all: Vec<ReplicaSet>,
+    ) -> Result<Option<Duration>, DeploymentError> {
         let (new, mut old) = self.new_and_old(all, true).await?;
         let Some(mut new) = new else {
             return self.sync_rollout_status(None, &old).await;
@@ -491,7 +509,10 @@ impl Rollout<'_> {
         self.sync_rollout_status(Some(&new), &old).await
     }
 
-    async fn recreate(&mut self, all: Vec<ReplicaSet>) -> Result<Option<Duration>, DeploymentError> {
+    async fn recreate(
+        &mut self,
+        all: Vec<ReplicaSet>,
+    ) -> Result<Option<Duration>, DeploymentError> {
         let (new, mut old) = self.new_and_old(all, false).await?;
         let mut scaled_down = false;
         for rs in old.iter_mut().filter(|rs| spec_replicas(rs) > 0) {
@@ -570,8 +591,7 @@ impl Rollout<'_> {
             scaled += down;
         }
         // Then available ones, as far as `replicas - maxUnavailable` allows.
-        let available: i32 =
-            status_of(new).2 + old.iter().map(|rs| status_of(rs).2).sum::<i32>();
+        let available: i32 = status_of(new).2 + old.iter().map(|rs| status_of(rs).2).sum::<i32>();
         let allowed = (available - min_available).min(max_scaled_down - scaled);
         let mut taken = 0;
         for rs in old.iter_mut() {
@@ -600,7 +620,9 @@ impl Rollout<'_> {
         // The new set, if any, first.
         let mut all: Vec<ReplicaSet> = new.into_iter().chain(old).collect();
         let desired = replicas(&self.d);
-        let active: Vec<usize> = (0..all.len()).filter(|&i| spec_replicas(&all[i]) > 0).collect();
+        let active: Vec<usize> = (0..all.len())
+            .filter(|&i| spec_replicas(&all[i]) > 0)
+            .collect();
         // One active set (or none: the new one, else the newest) simply takes every replica.
         let sole = match active.as_slice() {
             [] if has_new => Some(0),
@@ -616,19 +638,30 @@ impl Rollout<'_> {
             }
         } else if !is_recreate(&self.d) {
             let current: i32 = active.iter().map(|&i| spec_replicas(&all[i])).sum();
-            let allowed = if desired > 0 { desired + max_surge(&self.d) } else { 0 };
+            let allowed = if desired > 0 {
+                desired + max_surge(&self.d)
+            } else {
+                0
+            };
             let to_add = allowed - current;
             let mut order = active;
             if to_add > 0 {
                 // Larger first, newer first among equals.
-                order.sort_by_key(|&i| (Reverse(spec_replicas(&all[i])), Reverse(created(&all[i]))));
+                order
+                    .sort_by_key(|&i| (Reverse(spec_replicas(&all[i])), Reverse(created(&all[i]))));
             } else {
                 order.sort_by_key(|&i| (Reverse(spec_replicas(&all[i])), created(&all[i])));
             }
             let mut added = 0;
             let mut sizes = Vec::with_capacity(order.len());
             for &i in &order {
-                let share = proportion(&self.d, self.status_before.replicas.unwrap_or(0), &all[i], to_add, added);
+                let share = proportion(
+                    &self.d,
+                    self.status_before.replicas.unwrap_or(0),
+                    &all[i],
+                    to_add,
+                    added,
+                );
                 sizes.push(spec_replicas(&all[i]) + share);
                 added += share;
             }
@@ -671,13 +704,22 @@ impl Rollout<'_> {
             None => None,
         };
         if let Some(rs) = &new {
-            let rs_revision = annotation(&rs.metadata, REVISION).unwrap_or_default().to_string();
+            let rs_revision = annotation(&rs.metadata, REVISION)
+                .unwrap_or_default()
+                .to_string();
             self.set_revision(&rs_revision).await?;
             if self.has_deadline() {
                 let status = self.d.status.get_or_insert_default();
                 if condition(status, "Progressing").is_none() {
                     let msg = format!("Found new replica set \"{}\"", rs.name_any());
-                    set_condition(status, "Progressing", "True", "FoundNewReplicaSet", msg, self.now);
+                    set_condition(
+                        status,
+                        "Progressing",
+                        "True",
+                        "FoundNewReplicaSet",
+                        msg,
+                        self.now,
+                    );
                 }
             }
         }
@@ -690,10 +732,16 @@ impl Rollout<'_> {
             return Ok(());
         }
         let patch = json!({"metadata": {"annotations": {REVISION: revision}}});
-        let api: Api<Deployment> =
-            Api::namespaced(self.ctx.client.clone(), &self.d.namespace().unwrap_or_default());
+        let api: Api<Deployment> = Api::namespaced(
+            self.ctx.client.clone(),
+            &self.d.namespace().unwrap_or_default(),
+        );
         let patched = api
-            .patch(&self.d.name_any(), &PatchParams::default(), &Patch::Merge(patch))
+            .patch(
+                &self.d.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(patch),
+            )
             .await?;
         self.d.metadata.annotations = patched.metadata.annotations;
         Ok(())
@@ -702,7 +750,11 @@ impl Rollout<'_> {
     /// The annotations a set of this Deployment carries: the Deployment's own (so
     /// `kubernetes.io/change-cause` reaches `rollout history`), its revision, and the sizes it
     /// was scaled for.
-    fn replica_set_annotations(&self, rs: &ReplicaSet, next_revision: &str) -> BTreeMap<String, String> {
+    fn replica_set_annotations(
+        &self,
+        rs: &ReplicaSet,
+        next_revision: &str,
+    ) -> BTreeMap<String, String> {
         let mut annotations = rs.metadata.annotations.clone().unwrap_or_default();
         for (k, v) in self.d.metadata.annotations.iter().flatten() {
             if !NOT_COPIED.contains(&k.as_str()) {
@@ -710,7 +762,10 @@ impl Rollout<'_> {
             }
         }
         let current = annotations.get(REVISION).cloned().unwrap_or_default();
-        let (old, new) = (current.parse::<i64>().unwrap_or(0), next_revision.parse::<i64>().unwrap_or(0));
+        let (old, new) = (
+            current.parse::<i64>().unwrap_or(0),
+            next_revision.parse::<i64>().unwrap_or(0),
+        );
         if old < new {
             annotations.insert(REVISION.into(), next_revision.into());
             if !current.is_empty() {
@@ -730,11 +785,17 @@ impl Rollout<'_> {
         annotations
     }
 
-    async fn update_new_replica_set(&self, rs: ReplicaSet, next_revision: &str) -> Result<ReplicaSet, DeploymentError> {
+    async fn update_new_replica_set(
+        &self,
+        rs: ReplicaSet,
+        next_revision: &str,
+    ) -> Result<ReplicaSet, DeploymentError> {
         let annotations = self.replica_set_annotations(&rs, next_revision);
         let min_ready = self.d.spec.as_ref().and_then(|s| s.min_ready_seconds);
         let rs_min_ready = rs.spec.as_ref().and_then(|s| s.min_ready_seconds);
-        if rs.metadata.annotations.as_ref() == Some(&annotations) && min_ready.unwrap_or(0) == rs_min_ready.unwrap_or(0) {
+        if rs.metadata.annotations.as_ref() == Some(&annotations)
+            && min_ready.unwrap_or(0) == rs_min_ready.unwrap_or(0)
+        {
             return Ok(rs);
         }
         let mut updated = rs;
@@ -742,10 +803,17 @@ impl Rollout<'_> {
         if let Some(spec) = updated.spec.as_mut() {
             spec.min_ready_seconds = min_ready;
         }
-        Ok(self.rs_api.replace(&updated.name_any(), &PostParams::default(), &updated).await?)
+        Ok(self
+            .rs_api
+            .replace(&updated.name_any(), &PostParams::default(), &updated)
+            .await?)
     }
 
-    async fn create_new_replica_set(&mut self, old: &[ReplicaSet], next_revision: &str) -> Result<ReplicaSet, DeploymentError> {
+    async fn create_new_replica_set(
+        &mut self,
+        old: &[ReplicaSet],
+        next_revision: &str,
+    ) -> Result<ReplicaSet, DeploymentError> {
         let spec = self.d.spec.clone().unwrap_or_default();
         let collisions = self.d.status.as_ref().and_then(|s| s.collision_count);
         let hash = template_hash(&without_hash(Some(&spec.template)), collisions);
@@ -791,7 +859,8 @@ impl Rollout<'_> {
             Ok(created) => created,
             Err(kube::Error::Api(e)) if e.code == 409 => {
                 let existing = self.rs_api.get(&name).await?;
-                let ours = controller_of(&existing.metadata).is_some_and(|r| Some(&r.uid) == self.d.uid().as_ref());
+                let ours = controller_of(&existing.metadata)
+                    .is_some_and(|r| Some(&r.uid) == self.d.uid().as_ref());
                 let same = without_hash(existing.spec.as_ref().and_then(|s| s.template.as_ref()))
                     == without_hash(Some(&spec.template));
                 if ours && same {
@@ -806,9 +875,26 @@ impl Rollout<'_> {
             Err(e) => {
                 if self.has_deadline() {
                     let status = self.d.status.get_or_insert_default();
-                    let msg = format!("Failed to create new replica set \"{name}\": {}", reason(&e));
-                    set_condition(status, "ReplicaFailure", "True", "FailedCreate", msg.clone(), self.now);
-                    set_condition(status, "Progressing", "False", "ReplicaSetCreateError", msg, self.now);
+                    let msg = format!(
+                        "Failed to create new replica set \"{name}\": {}",
+                        reason(&e)
+                    );
+                    set_condition(
+                        status,
+                        "ReplicaFailure",
+                        "True",
+                        "FailedCreate",
+                        msg.clone(),
+                        self.now,
+                    );
+                    set_condition(
+                        status,
+                        "Progressing",
+                        "False",
+                        "ReplicaSetCreateError",
+                        msg,
+                        self.now,
+                    );
                     let status = status.clone();
                     self.write_status(status).await?;
                 }
@@ -825,17 +911,29 @@ impl Rollout<'_> {
         if self.has_deadline() {
             let status = self.d.status.get_or_insert_default();
             let msg = format!("Created new replica set \"{name}\"");
-            set_condition(status, "Progressing", "True", "NewReplicaSetCreated", msg, self.now);
+            set_condition(
+                status,
+                "Progressing",
+                "True",
+                "NewReplicaSetCreated",
+                msg,
+                self.now,
+            );
         }
         Ok(created)
     }
 
     /// Sets a set's size (and the sizes it was scaled for), with an event when it changed.
-    async fn scale_replica_set(&self, rs: ReplicaSet, size: i32) -> Result<ReplicaSet, DeploymentError> {
+    async fn scale_replica_set(
+        &self,
+        rs: ReplicaSet,
+        size: i32,
+    ) -> Result<ReplicaSet, DeploymentError> {
         let from = spec_replicas(&rs);
         let desired = replicas(&self.d).to_string();
         let max = (replicas(&self.d) + max_surge(&self.d)).to_string();
-        let annotations_stale = annotation(&rs.metadata, DESIRED_REPLICAS) != Some(desired.as_str())
+        let annotations_stale = annotation(&rs.metadata, DESIRED_REPLICAS)
+            != Some(desired.as_str())
             || annotation(&rs.metadata, MAX_REPLICAS) != Some(max.as_str());
         if from == size && !annotations_stale {
             return Ok(rs);
@@ -856,7 +954,10 @@ impl Rollout<'_> {
             self.ctx.recorder.normal(
                 &self.d,
                 "ScalingReplicaSet",
-                format!("Scaled {direction} replica set {} from {from} to {size}", updated.name_any()),
+                format!(
+                    "Scaled {direction} replica set {} from {from} to {size}",
+                    updated.name_any()
+                ),
             );
         }
         Ok(updated)
@@ -881,11 +982,22 @@ impl Rollout<'_> {
         alive.sort_by_key(|rs| (revision(rs), created(rs)));
         let surplus = alive.len() - limit;
         for rs in alive.into_iter().take(surplus) {
-            let observed = rs.status.as_ref().and_then(|s| s.observed_generation).unwrap_or(0);
-            if status_of(rs).0 != 0 || spec_replicas(rs) != 0 || rs.metadata.generation.unwrap_or(0) > observed {
+            let observed = rs
+                .status
+                .as_ref()
+                .and_then(|s| s.observed_generation)
+                .unwrap_or(0);
+            if status_of(rs).0 != 0
+                || spec_replicas(rs) != 0
+                || rs.metadata.generation.unwrap_or(0) > observed
+            {
                 continue;
             }
-            match self.rs_api.delete(&rs.name_any(), &DeleteParams::background()).await {
+            match self
+                .rs_api
+                .delete(&rs.name_any(), &DeleteParams::background())
+                .await
+            {
                 Ok(_) => {}
                 Err(kube::Error::Api(e)) if e.code == 404 => {}
                 Err(e) => return Err(e.into()),
@@ -913,9 +1025,23 @@ impl Rollout<'_> {
         let sized: i32 = new.into_iter().chain(old).map(spec_replicas).sum();
         status.unavailable_replicas = Some((sized - available).max(0));
         if available >= replicas(&self.d) - max_unavailable(&self.d) {
-            set_condition(&mut status, "Available", "True", "MinimumReplicasAvailable", "Deployment has minimum availability.".into(), self.now);
+            set_condition(
+                &mut status,
+                "Available",
+                "True",
+                "MinimumReplicasAvailable",
+                "Deployment has minimum availability.".into(),
+                self.now,
+            );
         } else {
-            set_condition(&mut status, "Available", "False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability.".into(), self.now);
+            set_condition(
+                &mut status,
+                "Available",
+                "False",
+                "MinimumReplicasUnavailable",
+                "Deployment does not have minimum availability.".into(),
+                self.now,
+            );
         }
         status
     }
@@ -929,7 +1055,11 @@ impl Rollout<'_> {
             && status.observed_generation >= self.d.metadata.generation
     }
 
-    async fn sync_status(&mut self, new: Option<&ReplicaSet>, old: &[ReplicaSet]) -> Result<(), DeploymentError> {
+    async fn sync_status(
+        &mut self,
+        new: Option<&ReplicaSet>,
+        old: &[ReplicaSet],
+    ) -> Result<(), DeploymentError> {
         let status = self.calculate_status(new, old);
         self.write_status(status).await
     }
@@ -947,33 +1077,70 @@ impl Rollout<'_> {
             remove_condition(&mut status, "Progressing");
         }
         let done = status.replicas == status.updated_replicas
-            && condition(&status, "Progressing").and_then(|c| c.reason.as_deref()) == Some("NewReplicaSetAvailable");
+            && condition(&status, "Progressing").and_then(|c| c.reason.as_deref())
+                == Some("NewReplicaSetAvailable");
         let name = new.map(|rs| rs.name_any()).unwrap_or_default();
         let mut wake = None;
         if deadline && !done && !self.paused() {
             if self.complete(&status) {
                 let msg = format!("ReplicaSet \"{name}\" has successfully progressed.");
-                set_condition(&mut status, "Progressing", "True", "NewReplicaSetAvailable", msg, self.now);
+                set_condition(
+                    &mut status,
+                    "Progressing",
+                    "True",
+                    "NewReplicaSetAvailable",
+                    msg,
+                    self.now,
+                );
             } else if self.progressing(&status) {
                 let msg = format!("ReplicaSet \"{name}\" is progressing.");
                 // Progress renews the deadline: the update time moves even if nothing else does.
                 renew_progressing(&mut status);
-                set_condition(&mut status, "Progressing", "True", "ReplicaSetUpdated", msg, self.now);
+                set_condition(
+                    &mut status,
+                    "Progressing",
+                    "True",
+                    "ReplicaSetUpdated",
+                    msg,
+                    self.now,
+                );
                 wake = Some(Duration::from_secs(self.deadline_seconds() as u64));
             } else if let Some(left) = self.deadline_left(&status) {
                 wake = Some(left);
             } else {
                 let msg = format!("ReplicaSet \"{name}\" has timed out progressing.");
-                set_condition(&mut status, "Progressing", "False", "ProgressDeadlineExceeded", msg, self.now);
+                set_condition(
+                    &mut status,
+                    "Progressing",
+                    "False",
+                    "ProgressDeadlineExceeded",
+                    msg,
+                    self.now,
+                );
             }
         }
         let failures: Vec<_> = new
             .into_iter()
             .chain(old)
-            .filter_map(|rs| rs.status.as_ref()?.conditions.as_deref()?.iter().find(|c| c.type_ == "ReplicaFailure").cloned())
+            .filter_map(|rs| {
+                rs.status
+                    .as_ref()?
+                    .conditions
+                    .as_deref()?
+                    .iter()
+                    .find(|c| c.type_ == "ReplicaFailure")
+                    .cloned()
+            })
             .collect();
         match failures.first() {
-            Some(f) => set_condition(&mut status, "ReplicaFailure", &f.status, f.reason.as_deref().unwrap_or_default(), f.message.clone().unwrap_or_default(), self.now),
+            Some(f) => set_condition(
+                &mut status,
+                "ReplicaFailure",
+                &f.status,
+                f.reason.as_deref().unwrap_or_default(),
+                f.message.clone().unwrap_or_default(),
+                self.now,
+            ),
             None => remove_condition(&mut status, "ReplicaFailure"),
         }
         self.write_status(status).await?;
@@ -999,7 +1166,11 @@ impl Rollout<'_> {
             return None;
         }
         let from = c.last_update_time.as_ref().map_or(self.now, |t| t.0);
-        let end = from.checked_add(SignedDuration::from_secs(i64::from(self.deadline_seconds()))).ok()?;
+        let end = from
+            .checked_add(SignedDuration::from_secs(i64::from(
+                self.deadline_seconds(),
+            )))
+            .ok()?;
         let left = end.duration_since(self.now);
         Duration::try_from(left).ok().filter(|d| !d.is_zero())
     }
@@ -1008,14 +1179,20 @@ impl Rollout<'_> {
         if status == self.status_before {
             return Ok(());
         }
-        let api: Api<Deployment> =
-            Api::namespaced(self.ctx.client.clone(), &self.d.namespace().unwrap_or_default());
+        let api: Api<Deployment> = Api::namespaced(
+            self.ctx.client.clone(),
+            &self.d.namespace().unwrap_or_default(),
+        );
         let mut value = serde_json::to_value(&status).unwrap_or_default();
         if let Some(s) = value.as_object_mut() {
             s.entry("conditions").or_insert(Value::Null);
         }
         match api
-            .patch_status(&self.d.name_any(), &PatchParams::default(), &Patch::Merge(json!({"status": value})))
+            .patch_status(
+                &self.d.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": value})),
+            )
             .await
         {
             Ok(_) => {}

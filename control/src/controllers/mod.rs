@@ -2,11 +2,13 @@
 //! caller, so the same code runs in or out of the API server's process; inside it, the client
 //! is [`crate::loopback`]'s.
 
+pub mod cron_job;
 pub mod deployment;
 pub mod expectations;
 pub mod garbage_collector;
 pub mod hash;
 pub mod informer;
+pub mod job;
 pub mod namespace;
 pub mod namespace_defaults;
 pub mod node_ipam;
@@ -15,6 +17,7 @@ pub mod ownership;
 pub mod pods;
 pub mod recorder;
 pub mod replica_set;
+pub mod ttl_after_finished;
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Pod, ReplicationController};
@@ -99,6 +102,25 @@ pub fn start(
         "replicationcontroller",
         shutdown.clone(),
         replica_set::run::<ReplicationController>(client.clone(), pods.clone()),
+    );
+    let jobs = informer::Informer::<k8s_openapi::api::batch::v1::Job>::start(
+        Api::all(client.clone()),
+        shutdown.clone(),
+    );
+    spawn(
+        "job",
+        shutdown.clone(),
+        job::run(client.clone(), pods.clone(), jobs.clone()),
+    );
+    spawn(
+        "ttl-after-finished",
+        shutdown.clone(),
+        ttl_after_finished::run(client.clone(), jobs.clone()),
+    );
+    spawn(
+        "cronjob",
+        shutdown.clone(),
+        cron_job::run(client.clone(), jobs),
     );
     spawn("scheduler", shutdown, crate::scheduler::run(client));
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -76,6 +77,35 @@ pub fn is_controlled_by(meta: &ObjectMeta, uid: &str) -> bool {
     controller_of(meta).is_some_and(|r| r.uid == uid)
 }
 
+/// The owners of kind `K` a dependent's change concerns (to map an informer's changes to the
+/// owners to reconcile): its controller if that is a `K`; if it has none, every `K` in its
+/// namespace whose `selector` matches it, since one of them may adopt it.
+pub fn owners_of<K>(
+    dependent: &ObjectMeta,
+    owners: &Store<K>,
+    selector: impl Fn(&K) -> Selector,
+) -> Vec<ObjectRef<K>>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    let namespace = dependent.namespace.clone().unwrap_or_default();
+    let labels = dependent.labels.clone().unwrap_or_default();
+    match controller_of(dependent) {
+        Some(r) if r.kind == K::kind(&()) => vec![ObjectRef::new(&r.name).within(&namespace)],
+        Some(_) => Vec::new(),
+        None => owners
+            .state()
+            .iter()
+            .filter(|o| o.namespace().as_deref() == Some(&namespace))
+            .filter(|o| {
+                let s = selector(o);
+                !s.is_empty() && s.matches(&labels)
+            })
+            .map(|o| ObjectRef::from_obj(o.as_ref()))
+            .collect(),
+    }
+}
+
 /// Claims `candidates` (every object of the kind in the owner's namespace) for `owner`: returns
 /// those it controls once orphans it selects are adopted and those it no longer selects are
 /// released. An owner being deleted adopts nothing and releases nothing, as Kubernetes does.
@@ -115,47 +145,38 @@ where
     K: Resource<DynamicType = ()>,
     C: Resource + Clone + DeserializeOwned + Debug,
 {
-    // The child's uid in the patch makes it fail rather than adopt a re-created namesake.
-    let patch = json!({"metadata": {
-        "ownerReferences": [controller_reference(owner)],
-        "uid": child.meta().uid,
-    }});
-    match api
-        .patch(
-            &child.name_any(),
-            &PatchParams::default(),
-            &Patch::Strategic(patch),
-        )
-        .await
-    {
-        Ok(adopted) => Ok(Some(adopted)),
-        // Gone, or changed under us: the next reconcile sees the truth.
-        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 || e.code == 422 => {
-            debug!(child = %child.name_any(), reason = %e.message, "adoption skipped");
-            Ok(None)
-        }
-        Err(e) => Err(e),
-    }
+    set_owner_references(api, child, json!([controller_reference(owner)])).await
 }
 
 async fn release<C>(api: &Api<C>, owner_uid: &str, child: &C) -> Result<(), kube::Error>
 where
     C: Resource + Clone + DeserializeOwned + Debug,
 {
-    let patch = json!({"metadata": {
-        "ownerReferences": [{"$patch": "delete", "uid": owner_uid}],
-        "uid": child.meta().uid,
-    }});
+    let delete = json!([{"$patch": "delete", "uid": owner_uid}]);
+    set_owner_references(api, child, delete).await.map(drop)
+}
+
+/// Strategic-merges `references` into the child's `ownerReferences` (merged by uid). The
+/// child's own uid in the patch makes it fail rather than touch a re-created namesake; a child
+/// gone or changed under us is skipped (`None`): the next reconcile sees the truth.
+async fn set_owner_references<C>(
+    api: &Api<C>,
+    child: &C,
+    references: serde_json::Value,
+) -> Result<Option<C>, kube::Error>
+where
+    C: Resource + Clone + DeserializeOwned + Debug,
+{
+    let patch = json!({"metadata": {"ownerReferences": references, "uid": child.meta().uid}});
     match api
-        .patch(
-            &child.name_any(),
-            &PatchParams::default(),
-            &Patch::Strategic(patch),
-        )
+        .patch(&child.name_any(), &PatchParams::default(), &Patch::Strategic(patch))
         .await
     {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 || e.code == 422 => Ok(()),
+        Ok(patched) => Ok(Some(patched)),
+        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 || e.code == 422 => {
+            debug!(child = %child.name_any(), reason = %e.message, "ownerReferences not changed");
+            Ok(None)
+        }
         Err(e) => Err(e),
     }
 }

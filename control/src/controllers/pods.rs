@@ -218,11 +218,23 @@ impl PodControl<'_> {
         owner: &K,
         pods: &[Arc<Pod>],
     ) -> Option<kube::Error> {
+        self.delete_with(owner, pods, &DeleteParams::default())
+            .await
+    }
+
+    /// [`PodControl::delete`] with `params`: a zero grace period for pods whose node is gone,
+    /// since no agent is left to finish a graceful deletion.
+    pub async fn delete_with<K: Resource<DynamicType = ()>>(
+        &self,
+        owner: &K,
+        pods: &[Arc<Pod>],
+        params: &DeleteParams,
+    ) -> Option<kube::Error> {
         let results = futures::future::join_all(pods.iter().map(|pod| async move {
             let api: Api<Pod> =
                 Api::namespaced(self.client.clone(), &pod.namespace().unwrap_or_default());
             self.expectations.expect_deleted(&self.key, pod.name_any());
-            let result = api.delete(&pod.name_any(), &DeleteParams::default()).await;
+            let result = api.delete(&pod.name_any(), params).await;
             (pod, result)
         }))
         .await;
@@ -266,5 +278,42 @@ pub fn reason(e: &kube::Error) -> String {
     match e {
         kube::Error::Api(s) => s.message.clone(),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(name: &str, node: Option<&str>, phase: &str, ready: bool, created: i64) -> Arc<Pod> {
+        Arc::new(
+            serde_json::from_value(json!({
+                "metadata": {"name": name, "creationTimestamp": Timestamp::from_second(created).unwrap().to_string()},
+                "spec": {"nodeName": node, "containers": []},
+                "status": {"phase": phase, "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]},
+            }))
+            .unwrap(),
+        )
+    }
+
+    #[test]
+    fn surplus_pods_go_unscheduled_pending_unready_crowded_then_newest_first() {
+        let pods = [
+            pod("running-old", Some("a"), "Running", true, 100),
+            pod("running-new", Some("b"), "Running", true, 200),
+            pod("running-oldest", Some("a"), "Running", true, 50),
+            pod("unready", Some("b"), "Running", false, 10),
+            pod("pending", Some("b"), "Pending", false, 10),
+            pod("unscheduled", None, "Pending", false, 10),
+        ];
+        let order: Vec<String> = pick_for_deletion(&pods, 6).iter().map(|p| p.name_any()).collect();
+        // Among the ready ones, node b's (three siblings there, two on a) go first, then the
+        // newest.
+        assert_eq!(
+            order,
+            ["unscheduled", "pending", "unready", "running-new", "running-old", "running-oldest"]
+        );
+        assert_eq!(pick_for_deletion(&pods, 2).len(), 2);
     }
 }

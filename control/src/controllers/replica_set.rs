@@ -17,7 +17,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
@@ -27,7 +27,7 @@ use tracing::warn;
 
 use super::expectations::Expectations;
 use super::informer::Informer;
-use super::ownership::{Selector, claim, controller_of, controller_reference};
+use super::ownership::{Selector, claim, controller_reference, owners_of};
 use super::pods::{self, PodControl};
 use super::recorder::Recorder;
 
@@ -132,32 +132,12 @@ pub async fn run<K: ReplicaOwner>(client: Client, pods: Informer<Pod>) {
         expectations: Expectations::default(),
     });
     controller
-        .reconcile_on(pods.triggers(move |pod: &Pod| owners_of::<K>(pod, &owners)))
+        .reconcile_on(
+            pods.triggers(move |pod: &Pod| owners_of(&pod.metadata, &owners, K::selector)),
+        )
         .run(reconcile::<K>, error_policy::<K>, ctx)
         .for_each(|_| async {})
         .await;
-}
-
-/// The owners a pod's change concerns: its controller if it is a `K`; if it has none, every `K`
-/// in its namespace that selects it (one of them may adopt it).
-pub fn owners_of<K: ReplicaOwner>(pod: &Pod, owners: &Store<K>) -> Vec<ObjectRef<K>> {
-    let namespace = pod.namespace().unwrap_or_default();
-    match controller_of(&pod.metadata) {
-        Some(r) if r.kind == K::kind(&()) => {
-            vec![ObjectRef::new(&r.name).within(&namespace)]
-        }
-        Some(_) => Vec::new(),
-        None => owners
-            .state()
-            .iter()
-            .filter(|o| o.namespace().as_deref() == Some(&namespace))
-            .filter(|o| {
-                let selector = o.selector();
-                !selector.is_empty() && selector.matches(pod.labels())
-            })
-            .map(|o| ObjectRef::from_obj(o.as_ref()))
-            .collect(),
-    }
 }
 
 async fn reconcile<K: ReplicaOwner>(
@@ -335,6 +315,7 @@ fn error_policy<K: ReplicaOwner>(
 mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::{PodCondition, PodStatus};
+    use kube::runtime::reflector::ObjectRef;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
     use serde_json::json;
 
@@ -353,13 +334,20 @@ mod tests {
             vec![PodCondition {
                 type_: "Ready".into(),
                 status: "True".into(),
-                last_transition_time: Some(Time(now - k8s_openapi::jiff::SignedDuration::from_secs(secs))),
+                last_transition_time: Some(Time(
+                    now - k8s_openapi::jiff::SignedDuration::from_secs(secs),
+                )),
                 ..PodCondition::default()
             }]
         });
         Arc::new(Pod {
             metadata: ObjectMeta {
-                labels: Some(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+                labels: Some(
+                    labels
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                ),
                 ..ObjectMeta::default()
             },
             spec: None,
@@ -385,7 +373,11 @@ mod tests {
         assert_eq!(status.replicas, 3);
         assert_eq!(status.fully_labeled_replicas, Some(2));
         assert_eq!(status.ready_replicas, Some(2));
-        assert_eq!(status.available_replicas, Some(1), "ready for 2 s of the 10 required");
+        assert_eq!(
+            status.available_replicas,
+            Some(1),
+            "ready for 2 s of the 10 required"
+        );
         assert_eq!(status.observed_generation, Some(3));
         assert!(status.conditions.is_none());
     }
@@ -401,8 +393,16 @@ mod tests {
         let status = calculate_status(&rs, &[], Some(&refused), now);
         let failure = &status.conditions.as_ref().unwrap()[0];
         assert_eq!(
-            (failure.type_.as_str(), failure.reason.as_deref(), failure.message.as_deref()),
-            ("ReplicaFailure", Some("FailedCreate"), Some("pods \"web-x\" is forbidden: exceeded quota"))
+            (
+                failure.type_.as_str(),
+                failure.reason.as_deref(),
+                failure.message.as_deref()
+            ),
+            (
+                "ReplicaFailure",
+                Some("FailedCreate"),
+                Some("pods \"web-x\" is forbidden: exceeded quota")
+            )
         );
         rs.status = Some(status);
         let cleared = calculate_status(&rs, &[], None, now);
@@ -421,19 +421,31 @@ mod tests {
         };
         let (store, mut writer) = kube::runtime::reflector::store::<ReplicaSet>();
         writer.apply_watcher_event(&watcher::Event::Apply(replica_set(1, 0)));
-        assert_eq!(owners_of::<ReplicaSet>(&pod, &store), vec![ObjectRef::new("web").within("ns")]);
-        let mut owned = pod.clone();
-        owned.metadata.owner_references = Some(vec![k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
-            api_version: "v1".into(),
-            kind: "ReplicationController".into(),
-            name: "other".into(),
-            uid: "u".into(),
-            controller: Some(true),
-            block_owner_deletion: None,
-        }]);
-        assert!(owners_of::<ReplicaSet>(&owned, &store).is_empty(), "another kind's pod");
         assert_eq!(
-            owners_of::<ReplicationController>(&owned, &kube::runtime::reflector::store().0),
+            owners_of(&pod.metadata, &store, ReplicaSet::selector),
+            vec![ObjectRef::new("web").within("ns")]
+        );
+        let mut owned = pod.clone();
+        owned.metadata.owner_references = Some(vec![
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+                api_version: "v1".into(),
+                kind: "ReplicationController".into(),
+                name: "other".into(),
+                uid: "u".into(),
+                controller: Some(true),
+                block_owner_deletion: None,
+            },
+        ]);
+        assert!(
+            owners_of(&owned.metadata, &store, ReplicaSet::selector).is_empty(),
+            "another kind's pod"
+        );
+        assert_eq!(
+            owners_of(
+                &owned.metadata,
+                &kube::runtime::reflector::store().0,
+                ReplicationController::selector
+            ),
             vec![ObjectRef::new("other").within("ns")]
         );
     }

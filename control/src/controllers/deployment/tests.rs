@@ -41,21 +41,36 @@ fn percentages_round_surge_up_and_unavailability_down() {
     assert_eq!(scaled_value(Some(&pct("25%")), 10, true), 3);
     assert_eq!(scaled_value(Some(&pct("25%")), 10, false), 2);
     assert_eq!(scaled_value(Some(&IntOrString::Int(4)), 10, false), 4);
-    assert_eq!(fenceposts(&deployment(1000, pct("25%"), pct("25%"))), (250, 250));
+    assert_eq!(
+        fenceposts(&deployment(1000, pct("25%"), pct("25%"))),
+        (250, 250)
+    );
     // Both resolving to zero would stall the rollout: one may be unavailable.
     assert_eq!(fenceposts(&deployment(3, pct("0%"), pct("10%"))), (0, 1));
-    assert_eq!(max_unavailable(&deployment(2, IntOrString::Int(0), IntOrString::Int(5))), 2);
+    assert_eq!(
+        max_unavailable(&deployment(2, IntOrString::Int(0), IntOrString::Int(5))),
+        2
+    );
 }
 
 #[test]
 fn the_new_set_grows_within_the_surge() {
     let d = deployment(10, IntOrString::Int(2), IntOrString::Int(0));
     // 10 old + 0 new: two may be added.
-    assert_eq!(new_replica_set_size(&d, &replica_set(0, None), &[replica_set(10, None)]), 2);
+    assert_eq!(
+        new_replica_set_size(&d, &replica_set(0, None), &[replica_set(10, None)]),
+        2
+    );
     // Already at the surge limit: stays.
-    assert_eq!(new_replica_set_size(&d, &replica_set(2, None), &[replica_set(10, None)]), 2);
+    assert_eq!(
+        new_replica_set_size(&d, &replica_set(2, None), &[replica_set(10, None)]),
+        2
+    );
     // Never past replicas, and shrinks to it.
-    assert_eq!(new_replica_set_size(&d, &replica_set(9, None), &[replica_set(0, None)]), 10);
+    assert_eq!(
+        new_replica_set_size(&d, &replica_set(9, None), &[replica_set(0, None)]),
+        10
+    );
     assert_eq!(new_replica_set_size(&d, &replica_set(12, None), &[]), 10);
 }
 
@@ -87,19 +102,53 @@ fn conditions_keep_their_transition_while_their_status_stays() {
     let t0 = Timestamp::from_second(1_000).unwrap();
     let t1 = Timestamp::from_second(2_000).unwrap();
     let mut status = DeploymentStatus::default();
-    set_condition(&mut status, "Progressing", "True", "NewReplicaSetCreated", "a".into(), t0);
-    set_condition(&mut status, "Progressing", "True", "ReplicaSetUpdated", "b".into(), t1);
+    set_condition(
+        &mut status,
+        "Progressing",
+        "True",
+        "NewReplicaSetCreated",
+        "a".into(),
+        t0,
+    );
+    set_condition(
+        &mut status,
+        "Progressing",
+        "True",
+        "ReplicaSetUpdated",
+        "b".into(),
+        t1,
+    );
     let c = condition(&status, "Progressing").unwrap();
     assert_eq!(c.reason.as_deref(), Some("ReplicaSetUpdated"));
     assert_eq!(c.last_transition_time, Some(Time(t0)));
     assert_eq!(c.last_update_time, Some(Time(t1)));
     // Same status and reason: nothing changes, not even the update time.
     let t2 = Timestamp::from_second(3_000).unwrap();
-    set_condition(&mut status, "Progressing", "True", "ReplicaSetUpdated", "c".into(), t2);
-    assert_eq!(condition(&status, "Progressing").unwrap().last_update_time, Some(Time(t1)));
+    set_condition(
+        &mut status,
+        "Progressing",
+        "True",
+        "ReplicaSetUpdated",
+        "c".into(),
+        t2,
+    );
+    assert_eq!(
+        condition(&status, "Progressing").unwrap().last_update_time,
+        Some(Time(t1))
+    );
     // Renewed progress moves the update time only.
     renew_progressing(&mut status);
-    set_condition(&mut status, "Progressing", "True", "ReplicaSetUpdated", "d".into(), t2);
+    set_condition(
+        &mut status,
+        "Progressing",
+        "True",
+        "ReplicaSetUpdated",
+        "d".into(),
+        t2,
+    );
     let c = condition(&status, "Progressing").unwrap();
-    assert_eq!((c.last_transition_time.clone(), c.last_update_time.clone()), (Some(Time(t0)), Some(Time(t2))));
+    assert_eq!(
+        (c.last_transition_time.clone(), c.last_update_time.clone()),
+        (Some(Time(t0)), Some(Time(t2)))
+    );
 }
