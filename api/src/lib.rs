@@ -16,6 +16,7 @@ pub mod registry;
 pub mod schema;
 pub mod selectors;
 pub mod status;
+pub mod storage;
 pub mod strict;
 pub mod validation;
 

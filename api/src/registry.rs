@@ -9,6 +9,7 @@ use k8s_openapi::api::{
     apps::v1 as apps, autoscaling::v2 as autoscaling, batch::v1 as batch,
     coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery,
     events::v1 as events, networking::v1 as networking, node::v1 as node, rbac::v1 as rbac,
+    storage::v1 as storage,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
@@ -253,6 +254,9 @@ fn builtins() -> Vec<ResourceInfo> {
             short: [], cat: [], verbs: ALL_VERBS, sub: []),
         builtin!("rbac.authorization.k8s.io", "v1", rbac::ClusterRoleBinding, "ClusterRoleBinding", "clusterrolebindings", false,
             short: [], cat: [], verbs: ALL_VERBS, sub: []),
+        // storage.k8s.io/v1
+        builtin!("storage.k8s.io", "v1", storage::StorageClass, "StorageClass", "storageclasses", false,
+            short: ["sc"], cat: [], verbs: ALL_VERBS, sub: []),
         // events.k8s.io/v1
         builtin!("events.k8s.io", "v1", events::Event, "Event", "events", true,
             short: ["ev"], cat: [], verbs: ALL_VERBS, sub: []),

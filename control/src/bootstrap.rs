@@ -1,9 +1,11 @@
 //! Objects every Kubernetes cluster has from its first start: the namespaces `default`,
 //! `kube-system`, `kube-public` and `kube-node-lease`, the `kubernetes` Service in `default`, and
 //! the `cluster-admin` ClusterRole bound to the `system:masters` group (the admin kubeconfig's), and
-//! the RuntimeClasses `wasmtime` and `runc` naming Skiff's two runtime handlers.
+//! the RuntimeClasses `wasmtime` and `runc` naming Skiff's two runtime handlers, and the default
+//! StorageClass `local-path`, as K3s ships it (`manifests/local-storage.yaml`).
 
 use serde_json::json;
+use skiff_api::storage::{DEFAULT_CLASS_ANNOTATION, LOCAL_PATH_CLASS, LOCAL_PATH_PROVISIONER};
 use skiff_api::{ApiError, registry};
 
 use crate::allocators::KUBERNETES_SERVICE_IP;
@@ -78,5 +80,15 @@ pub async fn run<S: Store>(api: &ApiServer<S>) -> Result<(), ApiError> {
         });
         ensure_exists(api, runtime_classes, None, class).await?;
     }
+    let storage_classes = find("storage.k8s.io", "v1", "storageclasses")?;
+    let local_path = json!({
+        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+        "metadata": {"name": LOCAL_PATH_CLASS,
+                     "annotations": {DEFAULT_CLASS_ANNOTATION: "true"}},
+        "provisioner": LOCAL_PATH_PROVISIONER,
+        "reclaimPolicy": "Delete",
+        "volumeBindingMode": "WaitForFirstConsumer",
+    });
+    ensure_exists(api, storage_classes, None, local_path).await?;
     Ok(())
 }

@@ -126,6 +126,13 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> Result<(), 
         shutdown.clone(),
     ));
 
+    tokio::spawn(volumes::local_path::run(
+        client.clone(),
+        config.node_name.clone(),
+        config.data_dir.join("storage"),
+        shutdown.clone(),
+    ));
+
     let images = images::ImageService::new(
         config.data_dir.join("images"),
         config.insecure_registries.clone(),

@@ -1,11 +1,11 @@
-//! Where a pod's ConfigMaps and Secrets come from ([`ObjectSource`], with [`KubeObjects`] the
+//! Where a pod's ConfigMaps, Secrets and claimed volumes come from ([`ObjectSource`], with [`KubeObjects`] the
 //! real one), and the node facts the downward API needs that the pod spec does not hold
 //! ([`PodFacts`]).
 //!
 //! Env and volume resolution ask through the trait so they can be tested against a map and so
 //! a cache (the kubelet's watch-based managers) can slot in later without touching them.
 
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolume, PersistentVolumeClaim, Secret};
 use kube::Api;
 
 /// Fetching a referenced object failed for a reason other than its absence (absence is
@@ -23,7 +23,8 @@ pub enum ObjectError {
     },
 }
 
-/// Reads the ConfigMaps and Secrets a pod references, always in the pod's namespace.
+/// Reads the ConfigMaps, Secrets and PersistentVolumeClaims a pod references, always in the
+/// pod's namespace, and the PersistentVolumes its claims are bound to.
 #[async_trait::async_trait]
 pub trait ObjectSource: Send + Sync {
     async fn config_map(
@@ -32,6 +33,12 @@ pub trait ObjectSource: Send + Sync {
         name: &str,
     ) -> Result<Option<ConfigMap>, ObjectError>;
     async fn secret(&self, namespace: &str, name: &str) -> Result<Option<Secret>, ObjectError>;
+    async fn persistent_volume_claim(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<PersistentVolumeClaim>, ObjectError>;
+    async fn persistent_volume(&self, name: &str) -> Result<Option<PersistentVolume>, ObjectError>;
 }
 
 /// The API server, read with plain GETs (the node authorizer limits a node to the objects its
@@ -47,6 +54,24 @@ impl KubeObjects {
     }
 }
 
+/// GETs one object: `None` when it does not exist.
+async fn get<K>(
+    api: Api<K>,
+    kind: &'static str,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<K>, ObjectError>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    api.get_opt(name).await.map_err(|source| ObjectError::Api {
+        kind,
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+        source: Box::new(source),
+    })
+}
+
 #[async_trait::async_trait]
 impl ObjectSource for KubeObjects {
     async fn config_map(
@@ -54,27 +79,26 @@ impl ObjectSource for KubeObjects {
         namespace: &str,
         name: &str,
     ) -> Result<Option<ConfigMap>, ObjectError> {
-        Api::<ConfigMap>::namespaced(self.client.clone(), namespace)
-            .get_opt(name)
-            .await
-            .map_err(|source| ObjectError::Api {
-                kind: "configmap",
-                namespace: namespace.to_owned(),
-                name: name.to_owned(),
-                source: Box::new(source),
-            })
+        let api = Api::namespaced(self.client.clone(), namespace);
+        get(api, "configmap", namespace, name).await
     }
 
     async fn secret(&self, namespace: &str, name: &str) -> Result<Option<Secret>, ObjectError> {
-        Api::<Secret>::namespaced(self.client.clone(), namespace)
-            .get_opt(name)
-            .await
-            .map_err(|source| ObjectError::Api {
-                kind: "secret",
-                namespace: namespace.to_owned(),
-                name: name.to_owned(),
-                source: Box::new(source),
-            })
+        let api = Api::namespaced(self.client.clone(), namespace);
+        get(api, "secret", namespace, name).await
+    }
+
+    async fn persistent_volume_claim(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<PersistentVolumeClaim>, ObjectError> {
+        let api = Api::namespaced(self.client.clone(), namespace);
+        get(api, "persistentvolumeclaim", namespace, name).await
+    }
+
+    async fn persistent_volume(&self, name: &str) -> Result<Option<PersistentVolume>, ObjectError> {
+        get(Api::all(self.client.clone()), "persistentvolume", "", name).await
     }
 }
 
@@ -99,7 +123,7 @@ pub(crate) mod fake {
     use std::sync::Mutex;
 
     use k8s_openapi::ByteString;
-    use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+    use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolume, PersistentVolumeClaim, Secret};
     use kube::api::ObjectMeta;
 
     use super::{ObjectError, ObjectSource};
@@ -108,6 +132,8 @@ pub(crate) mod fake {
     pub struct FakeObjects {
         config_maps: Mutex<HashMap<(String, String), ConfigMap>>,
         secrets: Mutex<HashMap<(String, String), Secret>>,
+        claims: Mutex<HashMap<(String, String), PersistentVolumeClaim>>,
+        volumes: Mutex<HashMap<String, PersistentVolume>>,
         /// How many reads each `kind/name` got.
         pub reads: Mutex<HashMap<String, usize>>,
     }
@@ -168,6 +194,19 @@ pub(crate) mod fake {
             self
         }
 
+        pub fn put_claim(&self, claim: PersistentVolumeClaim) {
+            let key = (
+                claim.metadata.namespace.clone().unwrap_or_default(),
+                claim.metadata.name.clone().unwrap_or_default(),
+            );
+            self.claims.lock().expect("fake lock").insert(key, claim);
+        }
+
+        pub fn put_volume(&self, pv: PersistentVolume) {
+            let name = pv.metadata.name.clone().unwrap_or_default();
+            self.volumes.lock().expect("fake lock").insert(name, pv);
+        }
+
         fn count(&self, key: String) {
             let mut reads = self.reads.lock().expect("fake lock");
             *reads.entry(key).or_default() += 1;
@@ -190,6 +229,22 @@ pub(crate) mod fake {
             self.count(format!("secret/{name}"));
             let map = self.secrets.lock().expect("fake lock");
             Ok(map.get(&(namespace.into(), name.into())).cloned())
+        }
+
+        async fn persistent_volume_claim(
+            &self,
+            namespace: &str,
+            name: &str,
+        ) -> Result<Option<PersistentVolumeClaim>, ObjectError> {
+            let map = self.claims.lock().expect("fake lock");
+            Ok(map.get(&(namespace.into(), name.into())).cloned())
+        }
+
+        async fn persistent_volume(
+            &self,
+            name: &str,
+        ) -> Result<Option<PersistentVolume>, ObjectError> {
+            Ok(self.volumes.lock().expect("fake lock").get(name).cloned())
         }
     }
 }

@@ -10,6 +10,7 @@
 
 mod core;
 mod pod;
+mod storage;
 mod workloads;
 
 use serde_json::{Map, Value};
@@ -27,6 +28,9 @@ pub fn apply(info: &ResourceInfo, obj: &mut Value) {
         ("", "Secret") => core::secret(obj),
         ("", "Namespace") => core::namespace(obj),
         ("", "Node") => core::node(obj),
+        ("", "PersistentVolume") => storage::persistent_volume(obj),
+        ("", "PersistentVolumeClaim") => storage::persistent_volume_claim(obj),
+        ("storage.k8s.io", "StorageClass") => storage::storage_class(obj),
         ("apps", "Deployment") => workloads::deployment(obj),
         ("apps", "ReplicaSet") => workloads::replica_set(obj),
         ("apps", "DaemonSet") => workloads::daemon_set(obj),

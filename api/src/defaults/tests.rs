@@ -315,3 +315,27 @@ fn namespace_secret_and_node_defaults() {
     assert_eq!(node["spec"]["podCIDRs"], json!(["10.244.0.0/24"]));
     assert_eq!(node["status"]["allocatable"], json!({"cpu": "2"}));
 }
+
+#[test]
+fn storage_kinds() {
+    let pv = defaulted(
+        "",
+        "PersistentVolume",
+        json!({"spec": {"capacity": {"storage": "1Gi"}, "hostPath": {"path": "/data"}}}),
+    );
+    assert_eq!(pv["spec"]["persistentVolumeReclaimPolicy"], "Retain");
+    assert_eq!(pv["spec"]["volumeMode"], "Filesystem");
+    assert_eq!(pv["status"]["phase"], "Pending");
+    let pvc = defaulted("", "PersistentVolumeClaim", json!({"spec": {}}));
+    assert_eq!(
+        pvc,
+        json!({"spec": {"volumeMode": "Filesystem"}, "status": {"phase": "Pending"}})
+    );
+    let sc = defaulted(
+        "storage.k8s.io",
+        "StorageClass",
+        json!({"provisioner": "rancher.io/local-path", "volumeBindingMode": "WaitForFirstConsumer"}),
+    );
+    assert_eq!(sc["reclaimPolicy"], "Delete");
+    assert_eq!(sc["volumeBindingMode"], "WaitForFirstConsumer");
+}

@@ -1,6 +1,7 @@
 //! Printers of the smaller groups: `coordination.k8s.io` leases, `discovery.k8s.io` endpoint
 //! slices, `node.k8s.io` runtime classes, `networking.k8s.io` ingresses, ingress classes and
-//! network policies, and `rbac.authorization.k8s.io` role bindings. Roles, cluster roles and
+//! network policies, `rbac.authorization.k8s.io` role bindings and `storage.k8s.io` storage
+//! classes. Roles, cluster roles and
 //! CRDs have no printer in Kubernetes either: they fall back to the default convertor.
 
 use serde_json::Value;
@@ -19,6 +20,7 @@ pub(super) fn printer(group: &str, kind: &str) -> Option<&'static Printer> {
         ("networking.k8s.io", "NetworkPolicy") => &NETWORK_POLICY,
         ("rbac.authorization.k8s.io", "RoleBinding") => &ROLE_BINDING,
         ("rbac.authorization.k8s.io", "ClusterRoleBinding") => &CLUSTER_ROLE_BINDING,
+        ("storage.k8s.io", "StorageClass") => &STORAGE_CLASS,
         _ => return None,
     })
 }
@@ -214,6 +216,65 @@ const NETWORK_POLICY: Printer = Printer::new(
             name(np),
             format_label_selector(selector).into(),
             age(np, now),
+        ]
+    },
+);
+
+const STORAGE_CLASS_DEF: &str = "io.k8s.api.storage.v1.StorageClass";
+
+/// `printStorageClass`: the default class is marked after its name; unset policies print as
+/// the API's defaults would have set them.
+const STORAGE_CLASS: Printer = Printer::new(
+    &[
+        NAME,
+        col(
+            "Provisioner",
+            "string",
+            Doc::Field(STORAGE_CLASS_DEF, "provisioner"),
+        ),
+        col(
+            "ReclaimPolicy",
+            "string",
+            Doc::Field(STORAGE_CLASS_DEF, "reclaimPolicy"),
+        ),
+        col(
+            "VolumeBindingMode",
+            "string",
+            Doc::Field(STORAGE_CLASS_DEF, "volumeBindingMode"),
+        ),
+        col(
+            "AllowVolumeExpansion",
+            "string",
+            Doc::Field(STORAGE_CLASS_DEF, "allowVolumeExpansion"),
+        ),
+        AGE,
+    ],
+    |sc, now| {
+        let default = [
+            "storageclass.kubernetes.io~1is-default-class",
+            "storageclass.beta.kubernetes.io~1is-default-class",
+        ]
+        .iter()
+        .any(|key| str_at(sc, &format!("/metadata/annotations/{key}")) == "true");
+        let name = if default {
+            format!("{} (default)", str_at(sc, "/metadata/name"))
+        } else {
+            str_at(sc, "/metadata/name").to_string()
+        };
+        let or = |pointer: &str, unset: &'static str| match str_at(sc, pointer) {
+            "" => unset,
+            set => set,
+        };
+        vec![
+            name.into(),
+            str_at(sc, "/provisioner").into(),
+            or("/reclaimPolicy", "Delete").into(),
+            or("/volumeBindingMode", "Immediate").into(),
+            sc.get("allowVolumeExpansion")
+                .and_then(Value::as_bool)
+                .unwrap_or(false)
+                .into(),
+            age(sc, now),
         ]
     },
 );

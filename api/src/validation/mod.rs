@@ -18,6 +18,7 @@ mod meta;
 pub mod names;
 mod pod;
 mod service;
+mod storage;
 
 use serde_json::{Map, Value};
 
@@ -42,6 +43,7 @@ pub fn validate_create(info: &ResourceInfo, obj: &Value) -> Vec<FieldError> {
         ("apps", "StatefulSet") => apps::validate_stateful_set(obj, &mut errs),
         ("batch", "Job") => batch::validate_job(obj, &mut errs),
         ("batch", "CronJob") => batch::validate_cron_job(obj, &mut errs),
+        ("storage.k8s.io", "StorageClass") => storage::validate_storage_class(obj, &mut errs),
         _ => {}
     }
     errs
@@ -62,6 +64,9 @@ pub fn validate_update(info: &ResourceInfo, new: &Value, old: &Value) -> Vec<Fie
         }
         ("apps", "StatefulSet") => apps::validate_stateful_set_update(new, old, &mut errs),
         ("batch", "Job") => batch::validate_job_update(new, old, &mut errs),
+        ("storage.k8s.io", "StorageClass") => {
+            storage::validate_storage_class_update(new, old, &mut errs)
+        }
         _ => {}
     }
     errs

@@ -9,15 +9,18 @@ pub mod garbage_collector;
 pub mod hash;
 pub mod informer;
 pub mod job;
+pub mod local_path;
 pub mod namespace;
 pub mod namespace_defaults;
 pub mod node_ipam;
 pub mod node_lifecycle;
 pub mod ownership;
+pub mod persistent_volume;
 pub mod pods;
 pub mod recorder;
 pub mod replica_set;
 pub mod ttl_after_finished;
+pub mod volume_matching;
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Pod, ReplicationController};
@@ -121,6 +124,11 @@ pub fn start(
         "cronjob",
         shutdown.clone(),
         cron_job::run(client.clone(), jobs),
+    );
+    spawn(
+        "persistentvolume",
+        shutdown.clone(),
+        persistent_volume::run(client.clone(), pods.clone(), shutdown.clone()),
     );
     spawn("scheduler", shutdown, crate::scheduler::run(client));
 }

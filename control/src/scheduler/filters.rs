@@ -1,5 +1,6 @@
 //! The scheduler's filters, in kube-scheduler's plugin order: NodeUnschedulable, TaintToleration,
-//! NodeAffinity (nodeSelector and required node affinity), the runtime handler, NodeResourcesFit.
+//! NodeAffinity (nodeSelector and required node affinity), the runtime handler, NodeResourcesFit,
+//! VolumeBinding ([`super::volumes`]).
 //! [`PodFacts`] is what one scheduling attempt needs from a Pod (and its RuntimeClass), computed
 //! once per attempt so that checking a node is a few comparisons.
 
@@ -14,6 +15,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity as K8sQuantity;
 use skiff_api::quantity::Quantity;
 
 use super::cache::{NodeInfo, Usage};
+use super::volumes::ClaimFacts;
 
 /// Taint key that `kubectl cordon` stands for: tolerating it lets a pod onto a cordoned node.
 pub const UNSCHEDULABLE_TAINT: &str = "node.kubernetes.io/unschedulable";
@@ -115,12 +117,21 @@ pub fn pod_requests(pod: &Pod) -> PodRequests {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Reason {
     Unschedulable,
-    UntoleratedTaint { key: String, value: String },
+    UntoleratedTaint {
+        key: String,
+        value: String,
+    },
     NodeAffinity,
     RuntimeHandler(String),
     TooManyPods,
     InsufficientCpu,
     InsufficientMemory,
+    /// A bound claim's volume is missing.
+    VolumeMissing,
+    /// A bound claim's volume (or a claim's selected node) is elsewhere.
+    VolumeNodeConflict,
+    /// A waiting claim has no volume to bind here and no class that provisions.
+    VolumeBindConflict,
 }
 
 impl Reason {
@@ -135,6 +146,13 @@ impl Reason {
             Reason::TooManyPods => "Too many pods".into(),
             Reason::InsufficientCpu => "Insufficient cpu".into(),
             Reason::InsufficientMemory => "Insufficient memory".into(),
+            Reason::VolumeMissing => {
+                "node(s) unavailable due to one or more pvc(s) bound to non-existent pv(s)".into()
+            }
+            Reason::VolumeNodeConflict => "node(s) had volume node affinity conflict".into(),
+            Reason::VolumeBindConflict => {
+                "node(s) didn't find available persistent volumes to bind".into()
+            }
         }
     }
 
@@ -160,6 +178,9 @@ pub struct PodFacts {
     pub runtime_handler: Option<String>,
     /// The controller owner's uid: pods of one ReplicaSet spread across nodes.
     pub owner: Option<String>,
+    /// What the pod's claims ask of a node (set by the scheduler after [`PodFacts::new`], from
+    /// its storage cache); `None` for a pod without claims.
+    pub claims: Option<ClaimFacts>,
 }
 
 /// A RuntimeClass the pod names but the cluster lacks: every node is rejected at once.
@@ -195,6 +216,7 @@ impl PodFacts {
                 .flatten()
                 .find(|o| o.controller == Some(true))
                 .map(|o| o.uid.clone()),
+            claims: None,
         };
         if let Some(name) = spec
             .and_then(|s| s.runtime_class_name.as_deref())
@@ -217,8 +239,16 @@ impl PodFacts {
     }
 
     /// Every filter in order; the first failing filter's reasons, as kube-scheduler stops at
-    /// the first plugin that rejects a node.
+    /// the first plugin that rejects a node. VolumeBinding comes after NodeResourcesFit.
     pub fn filter(&self, node: &NodeInfo, usage: &Usage) -> Result<(), Vec<Reason>> {
+        self.fits_without_volumes(node, usage)?;
+        match &self.claims {
+            Some(claims) => claims.filter(node),
+            None => Ok(()),
+        }
+    }
+
+    fn fits_without_volumes(&self, node: &NodeInfo, usage: &Usage) -> Result<(), Vec<Reason>> {
         if node.unschedulable && !self.tolerates_unschedulable() {
             return Err(vec![Reason::Unschedulable]);
         }
@@ -239,7 +269,8 @@ impl PodFacts {
         self.fits(node, usage)
     }
 
-    fn tolerates(&self, taint: &Taint) -> bool {
+    /// Whether a toleration of the pod tolerates `taint` (the DaemonSet controller asks too).
+    pub fn tolerates(&self, taint: &Taint) -> bool {
         self.tolerations.iter().any(|t| tolerates(t, taint))
     }
 
@@ -251,7 +282,8 @@ impl PodFacts {
         })
     }
 
-    fn matches_node(&self, node: &NodeInfo) -> bool {
+    /// The node selector and the required node affinity (the DaemonSet controller asks too).
+    pub fn matches_node(&self, node: &NodeInfo) -> bool {
         let selector_ok = self
             .node_selector
             .iter()
@@ -260,7 +292,7 @@ impl PodFacts {
             && self
                 .required_terms
                 .as_ref()
-                .is_none_or(|terms| terms.iter().any(|t| term_matches(t, node)))
+                .is_none_or(|terms| any_term_matches(terms, node))
     }
 
     fn fits(&self, node: &NodeInfo, usage: &Usage) -> Result<(), Vec<Reason>> {
@@ -300,6 +332,11 @@ fn tolerates(t: &Toleration, taint: &Taint) -> bool {
         "Equal" | "" => t.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or(""),
         _ => false,
     }
+}
+
+/// A required node selector (of a pod's node affinity or a volume's): any term must match.
+pub fn any_term_matches(terms: &[NodeSelectorTerm], node: &NodeInfo) -> bool {
+    terms.iter().any(|t| term_matches(t, node))
 }
 
 /// A node selector term: every expression and field requirement holds. An empty term matches

@@ -2,8 +2,9 @@
 //! `default-scheduler`, not being deleted) to nodes through the `binding` subresource.
 //!
 //! One task owns the state: watch events for Nodes, Pods and RuntimeClasses update the
-//! [`cache::Cache`] and the [`queue::Queue`], then ready pods are filtered ([`filters`]) and
-//! scored ([`scores`]) against every node and bound. Binds are pipelined (up to
+//! [`cache::Cache`] and the [`queue::Queue`], those for claims, volumes and StorageClasses the
+//! [`volumes::StorageCache`]; then ready pods are filtered ([`filters`]) and scored
+//! ([`scores`]) against every node and bound, after their claims ([`volumes::pre_bind`]). Binds are pipelined (up to
 //! [`MAX_BINDS_IN_FLIGHT`]) and assumed at once, so the next pod already sees their requests.
 //! Conditions and Events go out through [`report::Reporter`] in the background, after the binds
 //! in flight.
@@ -14,13 +15,17 @@ pub mod message;
 pub mod queue;
 pub mod report;
 pub mod scores;
+pub mod volumes;
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use futures::{FutureExt, Stream, StreamExt, stream};
-use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod};
+use k8s_openapi::api::core::v1::{
+    Node, ObjectReference, PersistentVolume, PersistentVolumeClaim, Pod,
+};
 use k8s_openapi::api::node::v1::RuntimeClass;
+use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, PostParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
@@ -34,6 +39,7 @@ use filters::{MissingRuntimeClass, PodFacts};
 use queue::{Queue, State};
 use report::{Report, Reporter, SCHEDULER_NAME, pod_ref};
 use scores::Candidate;
+use volumes::{PreBindError, StorageCache};
 
 /// Binds in flight at once: enough that each of the store's group commits (one fsync) carries
 /// many, so a burst is bound at the pace of the CPU rather than of the disk.
@@ -53,13 +59,24 @@ enum Input {
     Node(Box<Event<Node>>),
     Pod(Box<Event<Pod>>),
     RuntimeClass(Box<Event<RuntimeClass>>),
+    Claim(Box<Event<PersistentVolumeClaim>>),
+    Volume(Box<Event<PersistentVolume>>),
+    StorageClass(Box<Event<StorageClass>>),
+}
+
+#[derive(Debug, thiserror::Error)]
+enum BindError {
+    #[error(transparent)]
+    Volumes(#[from] PreBindError),
+    #[error(transparent)]
+    Api(#[from] kube::Error),
 }
 
 struct BindResult {
     key: String,
     pod: ObjectReference,
     node: String,
-    result: Result<(), kube::Error>,
+    result: Result<(), BindError>,
 }
 
 /// Every event of one resource kind, across namespaces, with watch errors retried and logged.
@@ -84,7 +101,16 @@ pub async fn run(client: Client) {
             watch(&client, |e| Input::Node(Box::new(e))),
             watch(&client, |e| Input::Pod(Box::new(e))),
         ),
-        watch(&client, |e| Input::RuntimeClass(Box::new(e))),
+        stream::select(
+            watch(&client, |e| Input::RuntimeClass(Box::new(e))),
+            stream::select(
+                watch(&client, |e| Input::Claim(Box::new(e))),
+                stream::select(
+                    watch(&client, |e| Input::Volume(Box::new(e))),
+                    watch(&client, |e| Input::StorageClass(Box::new(e))),
+                ),
+            ),
+        ),
     ));
     let (bind_tx, mut bind_rx) = mpsc::unbounded_channel();
     let (binding, binding_rx) = watch::channel(false);
@@ -94,6 +120,7 @@ pub async fn run(client: Client) {
         cache: Cache::default(),
         queue: Queue::default(),
         runtime_classes: HashMap::new(),
+        storage: StorageCache::default(),
         relist: Relist::default(),
         in_flight: 0,
         turn: 0,
@@ -149,6 +176,7 @@ struct Scheduler {
     cache: Cache,
     queue: Queue,
     runtime_classes: HashMap<String, RuntimeClass>,
+    storage: StorageCache,
     relist: Relist,
     in_flight: usize,
     turn: usize,
@@ -217,6 +245,19 @@ impl Scheduler {
                 }
                 self.retry = true;
             }
+            // A claim bound, a volume created, a class added: waiting pods may fit now.
+            Input::Claim(event) => {
+                self.storage.claim_event(*event);
+                self.retry = true;
+            }
+            Input::Volume(event) => {
+                self.storage.volume_event(*event);
+                self.retry = true;
+            }
+            Input::StorageClass(event) => {
+                self.storage.class_event(*event);
+                self.retry = true;
+            }
         }
     }
 
@@ -276,13 +317,20 @@ impl Scheduler {
         if nodes == 0 {
             return self.unschedulable(&key, message::NO_NODES.to_string());
         }
-        let facts = match PodFacts::new(&pending.pod, &self.runtime_classes) {
+        let mut facts = match PodFacts::new(&pending.pod, &self.runtime_classes) {
             Ok(facts) => facts,
             Err(MissingRuntimeClass(name)) => {
                 let why = message::runtime_class_not_found(&name);
                 return self.unschedulable(&key, message::pre_filter_error(nodes, &why));
             }
         };
+        match self.storage.pod_claims(&pending.pod) {
+            Ok(claims) => facts.claims = claims,
+            Err(e) => {
+                let why = e.to_string();
+                return self.unschedulable(&key, message::pre_filter_error(nodes, &why));
+            }
+        }
         let mut names = Vec::new();
         let mut candidates = Vec::new();
         let mut rejections = Vec::new();
@@ -313,6 +361,8 @@ impl Scheduler {
             return self.unschedulable(&key, message::fit_error(&rejections));
         };
         let node = names[best].clone();
+        let delayed = facts.claims.take().map(|c| c.delayed).unwrap_or_default();
+        self.storage.assume_selected(&delayed, &node);
         let pod = &pending.pod;
         self.cache.place(
             &key,
@@ -334,16 +384,22 @@ impl Scheduler {
         });
         let tx = bind_tx.clone();
         let pod = pod_ref(pod);
+        let client = self.client.clone();
         tokio::spawn(async move {
-            let result = api
-                .create_subresource::<_, serde_json::Value>(
+            let result = async {
+                if !delayed.is_empty() {
+                    volumes::pre_bind(client, delayed, node.clone()).await?;
+                }
+                api.create_subresource::<_, serde_json::Value>(
                     "binding",
                     &name,
                     &PostParams::default(),
                     &binding,
                 )
-                .await
-                .map(drop);
+                .await?;
+                Ok::<_, BindError>(())
+            }
+            .await;
             let _ = tx.send(BindResult {
                 key,
                 pod,
@@ -393,7 +449,7 @@ impl Scheduler {
                 self.queue.set_state(&key, State::Bound);
             }
             // Gone, or bound by someone else: the watch has or will have the last word.
-            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {
+            Err(BindError::Api(kube::Error::Api(s))) if s.code == 404 || s.code == 409 => {
                 if assumed {
                     self.cache.forget(&key);
                 }

@@ -5,8 +5,10 @@
 //!
 //! Sources: `emptyDir` ([`empty_dir`], a tmpfs for `medium: Memory`), `configMap`
 //! ([`config_map`]), `secret` ([`secret`]), `downwardAPI` ([`downward_api`]) and `projected`
-//! ([`projected`]), the last four written through the kubelet's [`atomic_writer`], and
-//! `hostPath` ([`host_path`]). Any other source is refused by name.
+//! ([`projected`]), the last four written through the kubelet's [`atomic_writer`],
+//! `hostPath` ([`host_path`]) and `persistentVolumeClaim` ([`persistent_volume_claim`], the
+//! bound volume's path), with [`local_path`] removing released local-path volumes' data. Any
+//! other source is refused by name.
 //! Set-up failures read as the kubelet's FailedMount events:
 //! `MountVolume.SetUp failed for volume "cfg" : configmap "x" not found`.
 
@@ -15,7 +17,9 @@ mod config_map;
 mod downward_api;
 mod empty_dir;
 mod host_path;
+pub mod local_path;
 mod mounts;
+mod persistent_volume_claim;
 mod projected;
 mod secret;
 
@@ -26,7 +30,8 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{
     ConfigMapVolumeSource, DownwardAPIVolumeSource, EmptyDirVolumeSource, HostPathVolumeSource,
-    KeyToPath, Pod, ProjectedVolumeSource, SecretVolumeSource, Volume,
+    KeyToPath, PersistentVolumeClaimVolumeSource, Pod, ProjectedVolumeSource, SecretVolumeSource,
+    Volume,
 };
 
 use crate::env::downward::DownwardError;
@@ -85,6 +90,23 @@ pub enum SetUpError {
     HostPathType { path: String, problem: &'static str },
     #[error("{0} is an invalid volume type")]
     InvalidHostPathType(String),
+    #[error("persistentvolumeclaim \"{0}\" not found")]
+    ClaimNotFound(String),
+    #[error("error processing PVC {claim}: PVC is being deleted")]
+    ClaimDeleting { claim: String },
+    /// The kubelet's words for a claim the controller has not bound yet.
+    #[error(
+        "PVC {claim} has non-bound phase ({phase:?}) or empty pvc.Spec.VolumeName ({volume:?})"
+    )]
+    ClaimNotBound {
+        claim: String,
+        phase: String,
+        volume: String,
+    },
+    #[error("persistentvolume \"{0}\" not found")]
+    VolumeNotFound(String),
+    #[error("persistentvolume \"{0}\" has no hostPath or local source this node can mount")]
+    UnsupportedVolume(String),
     #[error("emptyDir medium {0:?} is not supported by this node")]
     UnsupportedMedium(String),
     #[error("projected {0} sources are not supported by this node")]
@@ -120,15 +142,23 @@ pub enum VolumeKind {
     DownwardApi,
     Projected,
     HostPath,
+    /// `read_only`: the pod's `persistentVolumeClaim.readOnly`.
+    PersistentVolumeClaim {
+        read_only: bool,
+    },
 }
 
 impl VolumeKind {
     /// ConfigMap, Secret and downwardAPI volumes are mounted read-only whatever the
-    /// volumeMount says, as the kubelet does.
+    /// volumeMount says, as the kubelet does, and so is a claim the pod asks to read only.
     pub fn always_read_only(&self) -> bool {
         matches!(
             self,
-            Self::ConfigMap | Self::Secret | Self::DownwardApi | Self::Projected
+            Self::ConfigMap
+                | Self::Secret
+                | Self::DownwardApi
+                | Self::Projected
+                | Self::PersistentVolumeClaim { read_only: true }
         )
     }
 }
@@ -166,6 +196,7 @@ enum Source<'a> {
     DownwardApi(&'a DownwardAPIVolumeSource),
     Projected(&'a ProjectedVolumeSource),
     HostPath(&'a HostPathVolumeSource),
+    PersistentVolumeClaim(&'a PersistentVolumeClaimVolumeSource),
 }
 
 impl Source<'_> {
@@ -177,6 +208,8 @@ impl Source<'_> {
             Self::DownwardApi(_) => "kubernetes.io~downward-api",
             Self::Projected(_) => "kubernetes.io~projected",
             Self::HostPath(_) => "kubernetes.io~host-path",
+            // Not a directory of the pod's: the volume's path is mounted where it is.
+            Self::PersistentVolumeClaim(_) => "kubernetes.io~host-path",
         }
     }
 }
@@ -207,8 +240,10 @@ fn classify(volume: &Volume) -> Result<Source<'_>, VolumeError> {
     if let Some(s) = &v.projected {
         return Ok(Source::Projected(s));
     }
-    let others: [(bool, &'static str); 24] = [
-        (v.persistent_volume_claim.is_some(), "persistentVolumeClaim"),
+    if let Some(s) = &v.persistent_volume_claim {
+        return Ok(Source::PersistentVolumeClaim(s));
+    }
+    let others: [(bool, &'static str); 23] = [
         (v.ephemeral.is_some(), "ephemeral"),
         (v.image.is_some(), "image"),
         (v.csi.is_some(), "csi"),
@@ -294,6 +329,12 @@ pub async fn prepare_volumes(
                     (dir.clone(), VolumeKind::Projected)
                 }
                 Source::HostPath(s) => (host_path::set_up(s)?, VolumeKind::HostPath),
+                Source::PersistentVolumeClaim(s) => (
+                    persistent_volume_claim::set_up(s, namespace, objects).await?,
+                    VolumeKind::PersistentVolumeClaim {
+                        read_only: s.read_only == Some(true),
+                    },
+                ),
             })
         };
         let (path, kind) = set_up.await.map_err(|source| VolumeError::SetUp {

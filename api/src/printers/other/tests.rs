@@ -117,3 +117,46 @@ fn role_binding_rows() {
         ["Name", "Role", "Age", "Users", "Groups", "ServiceAccounts"]
     );
 }
+
+#[test]
+fn storage_class_rows_mark_the_default() {
+    let local = json!({"metadata": {"name": "local-path", "creationTimestamp": "2025-01-01T11:00:00Z",
+            "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+        "provisioner": "rancher.io/local-path", "reclaimPolicy": "Delete",
+        "volumeBindingMode": "WaitForFirstConsumer"});
+    assert_eq!(
+        row("storageclasses", &local),
+        json!([
+            "local-path (default)",
+            "rancher.io/local-path",
+            "Delete",
+            "WaitForFirstConsumer",
+            false,
+            "60m"
+        ])
+    );
+    let bare = json!({"metadata": meta("fast"), "provisioner": "example.com/ssd",
+        "allowVolumeExpansion": true});
+    assert_eq!(
+        row("storageclasses", &bare),
+        json!([
+            "fast",
+            "example.com/ssd",
+            "Delete",
+            "Immediate",
+            true,
+            "60m"
+        ])
+    );
+    assert_eq!(
+        columns_of("storageclasses"),
+        [
+            "Name",
+            "Provisioner",
+            "ReclaimPolicy",
+            "VolumeBindingMode",
+            "AllowVolumeExpansion",
+            "Age"
+        ]
+    );
+}

@@ -1,17 +1,22 @@
 //! The admission pipeline every write goes through, as the Kubernetes API server runs it:
 //! decoding checks (apiVersion/kind, unknown and duplicate fields per `fieldValidation`), metadata
 //! the server owns, normalisation through the typed object, defaults, validation and the
-//! managedFields of the writer. No I/O: the verbs in `write.rs` read and write the store.
+//! managedFields of the writer. No I/O (the verbs in `write.rs` read and write the store) but
+//! for [`default_storage_class`], which reads the StorageClasses.
 
 use axum::http::HeaderMap;
 use serde_json::{Value, json};
 use skiff_api::patch;
+use skiff_api::storage::{DEFAULT_CLASS_ANNOTATION, PVC_PROTECTION_FINALIZER};
 use skiff_api::{ApiError, FieldError, ResourceInfo, defaults, strict, validation};
 
+use super::{decode, store_error};
+use crate::apiserver::ApiServer;
 use crate::apiserver::codec::Query;
 use crate::apiserver::objects::{self, metadata_mut};
 use crate::apiserver::path::ResourcePath;
 use crate::server::User;
+use crate::store::Store;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum FieldValidation {
     Ignore,
@@ -262,9 +267,73 @@ pub(crate) fn admit_create(rp: &ResourcePath, obj: Value) -> Result<Value, ApiEr
         // controller removes it, through `finalize`, once the namespace is empty.
         obj["spec"]["finalizers"] = json!(["kubernetes"]);
     }
+    if info.group.is_empty() && info.kind == "PersistentVolumeClaim" {
+        protect_claim(&mut obj);
+    }
     defaults::apply(info, &mut obj);
     invalid(info, &obj, validation::validate_create(info, &obj))?;
     Ok(obj)
+}
+
+/// The StorageObjectInUseProtection admission plugin: a claim is not removed while a pod uses
+/// it (the persistent volume controller removes the finalizer once none does).
+fn protect_claim(claim: &mut Value) {
+    let meta = metadata_mut(claim);
+    let finalizers = meta.entry("finalizers").or_insert_with(|| json!([]));
+    if let Some(list) = finalizers.as_array_mut()
+        && !list.iter().any(|f| f == PVC_PROTECTION_FINALIZER)
+    {
+        list.push(json!(PVC_PROTECTION_FINALIZER));
+    }
+}
+
+/// The DefaultStorageClass admission plugin: a claim created without `storageClassName` (an
+/// empty one asks for no class; the beta annotation still counts as one) gets the class
+/// annotated as the default, the newest if several are.
+pub(crate) async fn default_storage_class<S: Store>(
+    api: &ApiServer<S>,
+    claim: &mut Value,
+) -> Result<(), ApiError> {
+    let named = claim
+        .pointer("/spec/storageClassName")
+        .is_some_and(|c| !c.is_null())
+        || claim
+            .pointer("/metadata/annotations/volume.beta.kubernetes.io~1storage-class")
+            .is_some();
+    if named {
+        return Ok(());
+    }
+    let classes = skiff_api::registry::find("storage.k8s.io", "v1", "storageclasses")
+        .ok_or_else(|| ApiError::internal("no storageclasses resource"))?;
+    let listed = api
+        .store
+        .list(&classes.key_prefix(), None, 0, None)
+        .await
+        .map_err(|e| store_error(classes, "", e))?;
+    let mut defaults = Vec::new();
+    for kv in &listed.items {
+        let class = decode(kv)?;
+        if class["metadata"]["annotations"][DEFAULT_CLASS_ANNOTATION] == "true" {
+            defaults.push(class);
+        }
+    }
+    // Newest first, then by name, as the plugin sorts them. RFC 3339 UTC times sort as text.
+    let newest = defaults.iter().max_by(|a, b| {
+        let created = |c: &Value| {
+            c["metadata"]["creationTimestamp"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        };
+        let name = |c: &Value| c["metadata"]["name"].as_str().unwrap_or("").to_string();
+        created(a)
+            .cmp(&created(b))
+            .then_with(|| name(b).cmp(&name(a)))
+    });
+    if let Some(class) = newest {
+        claim["spec"]["storageClassName"] = class["metadata"]["name"].clone();
+    }
+    Ok(())
 }
 
 /// Builds the next version of `old` from what a client sent, through the same admission as a

@@ -352,14 +352,14 @@ async fn unsupported_sources_are_named_and_nothing_is_written() {
     let err = prepare(
         tmp.path(),
         json!([{"name": "scratch", "emptyDir": {}},
-               {"name": "data", "persistentVolumeClaim": {"claimName": "c"}}]),
+               {"name": "data", "csi": {"driver": "example.com/disk"}}]),
         &objects(),
     )
     .await
-    .expect_err("pvc");
+    .expect_err("csi");
     assert_eq!(
         err.to_string(),
-        "volume \"data\": persistentVolumeClaim volumes are not supported by this node"
+        "volume \"data\": csi volumes are not supported by this node"
     );
     assert!(!tmp.path().join("volumes").exists());
     let err = prepare(
@@ -376,3 +376,4 @@ async fn unsupported_sources_are_named_and_nothing_is_written() {
 }
 
 mod mounts;
+mod persistent_volume_claim;
