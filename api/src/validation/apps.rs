@@ -2,7 +2,7 @@
 //! and ReplicationController: replicas, selectors that match their template, rollout strategies,
 //! and what may not change on update.
 
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
 use super::pod::validate_template;
 use super::{
@@ -150,13 +150,48 @@ pub fn validate_stateful_set(obj: &Value, errs: &mut Vec<FieldError>) {
     }
     nonnegative_spec(errs, spec, &["replicas", "minReadySeconds"]);
     validate_workload_template(
-        spec,
+        &with_claim_volumes(spec),
         &Rules {
             empty_selector: "empty selector is not valid for statefulset.",
             active_deadline: "must not be specified",
         },
         errs,
     );
+}
+
+/// The spec with a volume for each `volumeClaimTemplates` entry the template lacks, as its pods
+/// get one: mounts may name them. (Kubernetes skips the pod spec of a StatefulSet's template
+/// for that reason; checking the union keeps the rest of the spec validated.)
+fn with_claim_volumes(spec: &Value) -> Value {
+    let mut spec = spec.clone();
+    let claims: Vec<Value> = spec
+        .get("volumeClaimTemplates")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.pointer("/metadata/name").cloned())
+        .map(|name| json!({"name": name, "persistentVolumeClaim": {"claimName": name}}))
+        .collect();
+    if claims.is_empty() {
+        return spec;
+    }
+    if let Some(pod) = spec
+        .pointer_mut("/template/spec")
+        .and_then(Value::as_object_mut)
+    {
+        let volumes = pod.entry("volumes").or_insert(Value::Null);
+        if volumes.is_null() {
+            *volumes = json!([]);
+        }
+        if let Some(volumes) = volumes.as_array_mut() {
+            for claim in claims {
+                if !volumes.iter().any(|v| v.get("name") == claim.get("name")) {
+                    volumes.push(claim);
+                }
+            }
+        }
+    }
+    spec
 }
 
 pub fn validate_rc(obj: &Value, errs: &mut Vec<FieldError>) {

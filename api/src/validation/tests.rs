@@ -388,6 +388,21 @@ fn stateful_set_and_daemon_set_rules() {
             "spec: Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden"
         ]
     );
+    // Mounts may name the volumes the claim templates give each pod, and only those.
+    let mut claimed = sts("db");
+    claimed["spec"]["volumeClaimTemplates"] = json!([{"metadata": {"name": "data"}}]);
+    claimed["spec"]["template"]["spec"]["containers"][0]["volumeMounts"] =
+        json!([{"name": "data", "mountPath": "/data"}]);
+    assert_eq!(
+        create("apps", "StatefulSet", claimed.clone()),
+        Vec::<String>::new()
+    );
+    claimed["spec"]["template"]["spec"]["containers"][0]["volumeMounts"][0]["name"] =
+        json!("other");
+    assert_eq!(
+        create("apps", "StatefulSet", claimed),
+        vec!["spec.template.spec.containers[0].volumeMounts[0].name: Not found: \"other\""]
+    );
     let mut ds = sts("x");
     ds["spec"]["selector"] = json!({"matchLabels": {}});
     assert_eq!(

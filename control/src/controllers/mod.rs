@@ -4,22 +4,25 @@
 
 pub mod cron_job;
 pub mod deployment;
+pub mod daemon_set;
 pub mod expectations;
 pub mod garbage_collector;
 pub mod hash;
+pub mod history;
 pub mod informer;
 pub mod job;
-pub mod local_path;
 pub mod namespace;
 pub mod namespace_defaults;
 pub mod node_ipam;
 pub mod node_lifecycle;
 pub mod ownership;
-pub mod persistent_volume;
 pub mod pods;
 pub mod recorder;
 pub mod replica_set;
+pub mod stateful_set;
 pub mod ttl_after_finished;
+pub mod local_path;
+pub mod persistent_volume;
 pub mod volume_matching;
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
@@ -129,6 +132,24 @@ pub fn start(
         "persistentvolume",
         shutdown.clone(),
         persistent_volume::run(client.clone(), pods.clone(), shutdown.clone()),
+    );
+    let nodes = informer::Informer::<k8s_openapi::api::core::v1::Node>::start(
+        Api::all(client.clone()),
+        shutdown.clone(),
+    );
+    let revisions = informer::Informer::<k8s_openapi::api::apps::v1::ControllerRevision>::start(
+        Api::all(client.clone()),
+        shutdown.clone(),
+    );
+    spawn(
+        "daemonset",
+        shutdown.clone(),
+        daemon_set::run(client.clone(), pods.clone(), nodes, revisions.clone()),
+    );
+    spawn(
+        "statefulset",
+        shutdown.clone(),
+        stateful_set::run(client.clone(), pods.clone(), revisions),
     );
     spawn("scheduler", shutdown, crate::scheduler::run(client));
 }
