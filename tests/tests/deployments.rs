@@ -578,3 +578,43 @@ fn a_rollout_survives_a_control_plane_restart_without_duplicate_pods() {
         .collect();
     assert_eq!(sizes.iter().sum::<i64>(), 6, "{sizes:?}");
 }
+
+#[test]
+fn a_replica_set_whose_pods_are_refused_reports_replica_failure_until_they_are_not() {
+    let env = Env::start();
+    let mut rs: Value =
+        serde_json::from_str(&deployment("robots", 2, &env.sleeper("v1"), json!(null))).unwrap();
+    rs["kind"] = json!("ReplicaSet");
+    rs["spec"].as_object_mut().unwrap().remove("strategy");
+    rs["spec"]["template"]["spec"]["serviceAccountName"] = json!("robot");
+    env.cluster.apply(&rs.to_string());
+    let failure = eventually("the ReplicaFailure condition", || {
+        let status = env.cluster.get_json(&["rs", "robots"])["status"].clone();
+        let condition = status["conditions"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["type"] == "ReplicaFailure").cloned());
+        condition.ok_or_else(|| status.to_string())
+    });
+    assert_eq!(failure["status"], "True");
+    assert_eq!(failure["reason"], "FailedCreate");
+    let wanted = "pods \"robots-\" is forbidden: error looking up service account default/robot: \
+                  serviceaccount \"robot\" not found";
+    assert_eq!(failure["message"], wanted);
+    let events = env.events_of("robots");
+    assert!(
+        events.contains(&format!("Error creating: {wanted}")),
+        "{events}"
+    );
+    let described = env.kubectl(&["describe", "rs", "robots"]);
+    assert!(described.contains("ReplicaFailure"), "{described}");
+
+    env.kubectl(&["create", "serviceaccount", "robot"]);
+    eventually("two pods and the condition cleared", || {
+        let status = env.cluster.get_json(&["rs", "robots"])["status"].clone();
+        if status["readyReplicas"] == 2 && status["conditions"].is_null() {
+            Ok(())
+        } else {
+            Err(status.to_string())
+        }
+    });
+}

@@ -143,16 +143,19 @@ pub fn semantically_equal(a: &Value, b: &Value) -> bool {
 }
 
 /// A name for `generateName`: the prefix plus five random lowercase alphanumerics, as Kubernetes.
+/// How many random characters `generateName` gets.
+pub const GENERATED_SUFFIX_LEN: usize = 5;
+
 pub fn generate_name(prefix: &str) -> String {
     use rand::Rng;
     // Kubernetes avoids vowels and lookalikes in generated suffixes.
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let mut rng = rand::rng();
-    let suffix: String = (0..5)
+    let suffix: String = (0..GENERATED_SUFFIX_LEN)
         .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
         .collect();
     // Names are at most 253 characters; Kubernetes truncates the prefix to leave room.
-    let max_prefix = 63 - 5;
+    let max_prefix = 63 - GENERATED_SUFFIX_LEN;
     let prefix = if prefix.len() > max_prefix {
         &prefix[..max_prefix]
     } else {

@@ -287,6 +287,54 @@ fn protect_claim(claim: &mut Value) {
     }
 }
 
+/// The ServiceAccount admission plugin's lookup: a pod naming a service account that does not
+/// exist is refused, so a ReplicaSet reports `ReplicaFailure` until the account is made. The
+/// namespace's `default` account is Skiff's own to create (a moment after the namespace), so a
+/// pod using it is not held to that race.
+pub(crate) async fn service_account_exists<S: Store>(
+    api: &ApiServer<S>,
+    pods: &ResourceInfo,
+    namespace: &str,
+    pod: &Value,
+) -> Result<(), ApiError> {
+    let account = ["/spec/serviceAccountName", "/spec/serviceAccount"]
+        .iter()
+        .find_map(|p| {
+            pod.pointer(p)
+                .and_then(Value::as_str)
+                .filter(|a| !a.is_empty())
+        })
+        .unwrap_or("default");
+    if account == "default" {
+        return Ok(());
+    }
+    let accounts = skiff_api::registry::find("", "v1", "serviceaccounts")
+        .ok_or_else(|| ApiError::internal("no serviceaccounts resource"))?;
+    let found = api
+        .store
+        .get(&accounts.key(namespace, account))
+        .await
+        .map_err(|e| store_error(accounts, account, e))?;
+    if found.is_some() {
+        return Ok(());
+    }
+    // Kubernetes admits a pod before its name is generated and names it by its prefix then.
+    let meta = &pod["metadata"];
+    let name = meta["name"].as_str().unwrap_or_default();
+    let prefix = meta["generateName"].as_str().unwrap_or_default();
+    let generated = !prefix.is_empty()
+        && name
+            .strip_prefix(prefix)
+            .is_some_and(|suffix| suffix.len() == objects::GENERATED_SUFFIX_LEN);
+    let name = if generated { prefix } else { name };
+    Err(ApiError::forbidden(
+        &pods.object_ref(name),
+        &format!(
+            "error looking up service account {namespace}/{account}: serviceaccount \"{account}\" not found"
+        ),
+    ))
+}
+
 /// The DefaultStorageClass admission plugin: a claim created without `storageClassName` (an
 /// empty one asks for no class; the beta annotation still counts as one) gets the class
 /// annotated as the default, the newest if several are.

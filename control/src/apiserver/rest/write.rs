@@ -92,6 +92,9 @@ async fn store_create<S: Store>(
     if info.group.is_empty() && info.kind == "PersistentVolumeClaim" {
         super::admission::default_storage_class(api, &mut obj).await?;
     }
+    if info.group.is_empty() && info.kind == "Pod" {
+        super::admission::service_account_exists(api, info, &namespace, &obj).await?;
+    }
     let _allocating = if info.kind == "Service" {
         let guard = api.service_allocation.lock().await;
         crate::allocators::allocate_service(api, &mut obj).await?;
