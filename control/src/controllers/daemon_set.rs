@@ -22,15 +22,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, DaemonSetStatus};
+use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
 use k8s_openapi::api::core::v1::{Node, Pod, PodTemplateSpec};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
-use serde_json::json;
 use tracing::warn;
 
 use self::daemon::{Daemon, by_node, place_on};
@@ -40,6 +39,7 @@ use super::informer::Informer;
 use super::ownership::{Selector, claim, controller_reference, owners_of};
 use super::pods::{self, PodControl};
 use super::recorder::Recorder;
+use super::status;
 use crate::scheduler::cache::NodeInfo;
 
 const COMPONENT: &str = "daemonset-controller";
@@ -219,7 +219,7 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, Daem
 
     let status = daemon.status(&ds, &nodes, &by_node, settled, collisions, now);
     if Some(&status) != ds.status.as_ref() {
-        write_status(&ctx.client, &ds, &status).await?;
+        status::write(&ctx.client, ds.as_ref(), &status).await?;
     }
     if let Some(e) = failure {
         return Err(e.into());
@@ -327,27 +327,6 @@ async fn sync_nodes(
         })
         .await;
     deleted.or(created)
-}
-
-async fn write_status(
-    client: &Client,
-    ds: &DaemonSet,
-    status: &DaemonSetStatus,
-) -> Result<(), kube::Error> {
-    let api: Api<DaemonSet> = Api::namespaced(client.clone(), &ds.namespace().unwrap_or_default());
-    match api
-        .patch_status(
-            &ds.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "status": status })),
-        )
-        .await
-    {
-        Ok(_) => Ok(()),
-        // Deleted meanwhile: nothing to report on.
-        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
-        Err(e) => Err(e),
-    }
 }
 
 fn error_policy(ds: Arc<DaemonSet>, err: &DaemonSetError, _ctx: Arc<Context>) -> Action {

@@ -34,7 +34,7 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
-use serde_json::{Value, json};
+use serde_json::json;
 use tracing::warn;
 
 use super::hash::template_hash;
@@ -42,6 +42,7 @@ use super::informer::Informer;
 use super::ownership::{Selector, claim, controller_of, controller_reference, owners_of};
 use super::pods::{self, reason};
 use super::recorder::Recorder;
+use super::status;
 
 pub const POD_TEMPLATE_HASH: &str = "pod-template-hash";
 pub const REVISION: &str = "deployment.kubernetes.io/revision";
@@ -1179,26 +1180,7 @@ impl Rollout<'_> {
         if status == self.status_before {
             return Ok(());
         }
-        let api: Api<Deployment> = Api::namespaced(
-            self.ctx.client.clone(),
-            &self.d.namespace().unwrap_or_default(),
-        );
-        let mut value = serde_json::to_value(&status).unwrap_or_default();
-        if let Some(s) = value.as_object_mut() {
-            s.entry("conditions").or_insert(Value::Null);
-        }
-        match api
-            .patch_status(
-                &self.d.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(json!({"status": value})),
-            )
-            .await
-        {
-            Ok(_) => {}
-            Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(e) => return Err(e.into()),
-        }
+        status::write(&self.ctx.client, &self.d, &status).await?;
         self.status_before = status.clone();
         self.d.status = Some(status);
         Ok(())

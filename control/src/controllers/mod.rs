@@ -20,6 +20,7 @@ pub mod pods;
 pub mod recorder;
 pub mod replica_set;
 pub mod stateful_set;
+pub mod status;
 pub mod ttl_after_finished;
 pub mod local_path;
 pub mod persistent_volume;

@@ -15,14 +15,13 @@ use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetCondition, ReplicaSetStat
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec, ReplicationController};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
 use tracing::warn;
 
 use super::expectations::Expectations;
@@ -30,6 +29,7 @@ use super::informer::Informer;
 use super::ownership::{Selector, claim, controller_reference, owners_of};
 use super::pods::{self, PodControl};
 use super::recorder::Recorder;
+use super::status;
 
 /// At most this many pods are created or deleted per reconcile (kube-controller-manager's
 /// `burstReplicas`).
@@ -179,7 +179,7 @@ async fn reconcile<K: ReplicaOwner>(
     let now = Timestamp::now();
     let status = calculate_status(owner.as_ref(), &owned, failure.as_ref(), now);
     if Some(&status) != owner.replica_status().as_ref() {
-        write_status(&ctx.client, owner.as_ref(), &status).await?;
+        status::write(&ctx.client, owner.as_ref(), &status).await?;
     }
     if let Some(e) = failure {
         return Err(e.into());
@@ -276,32 +276,6 @@ fn calculate_status<K: ReplicaOwner>(
     }
 }
 
-async fn write_status<K: ReplicaOwner>(
-    client: &Client,
-    owner: &K,
-    status: &ReplicaSetStatus,
-) -> Result<(), kube::Error> {
-    let api: Api<K> = Api::namespaced(client.clone(), &owner.namespace().unwrap_or_default());
-    let mut status = serde_json::to_value(status).unwrap_or_default();
-    // A merge patch leaves out what is absent: a cleared condition list must be said.
-    if let Some(s) = status.as_object_mut() {
-        s.entry("conditions").or_insert(Value::Null);
-    }
-    match api
-        .patch_status(
-            &owner.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": status})),
-        )
-        .await
-    {
-        Ok(_) => Ok(()),
-        // Deleted meanwhile: nothing to report on.
-        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
 fn error_policy<K: ReplicaOwner>(
     owner: Arc<K>,
     err: &ReplicaSetError,
@@ -315,8 +289,8 @@ fn error_policy<K: ReplicaOwner>(
 mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::{PodCondition, PodStatus};
-    use kube::runtime::reflector::ObjectRef;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use kube::runtime::reflector::ObjectRef;
     use serde_json::json;
 
     fn replica_set(replicas: i32, min_ready: i32) -> ReplicaSet {

@@ -22,12 +22,11 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet, StatefulSetStatus};
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
-use serde_json::json;
 use tracing::warn;
 
 use self::identity::{has_claims, ordinal_of, retention, revision_of};
@@ -39,6 +38,7 @@ use super::informer::Informer;
 use super::ownership::{Selector, claim, owners_of};
 use super::pods::PodControl;
 use super::recorder::Recorder;
+use super::status;
 
 const COMPONENT: &str = "statefulset-controller";
 
@@ -237,7 +237,7 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Action, S
 
     let new_status = calculate_status(&set, &owned, &current, &update, collisions, now);
     if Some(&new_status) != set.status.as_ref() {
-        write_status(&ctx.client, &set, &new_status).await?;
+        status::write(&ctx.client, set.as_ref(), &new_status).await?;
     }
     if let Some(e) = failure {
         return Err(e.into());
@@ -289,28 +289,6 @@ fn calculate_status(
         status.current_revision = status.update_revision.clone();
     }
     status
-}
-
-async fn write_status(
-    client: &Client,
-    set: &StatefulSet,
-    status: &StatefulSetStatus,
-) -> Result<(), kube::Error> {
-    let api: Api<StatefulSet> =
-        Api::namespaced(client.clone(), &set.namespace().unwrap_or_default());
-    match api
-        .patch_status(
-            &set.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "status": status })),
-        )
-        .await
-    {
-        Ok(_) => Ok(()),
-        // Deleted meanwhile: nothing to report on.
-        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
-        Err(e) => Err(e),
-    }
 }
 
 fn error_policy(set: Arc<StatefulSet>, err: &StatefulSetError, _ctx: Arc<Context>) -> Action {
