@@ -211,7 +211,10 @@ mod tests {
             json!({"succeeded": 1, "startTime": "2025-01-01T11:50:00Z",
                    "conditions": [{"type": "SuccessCriteriaMet", "status": "True"}]}),
         );
-        assert_eq!(part(row("jobs", &met), 1..3), json!(["SuccessCriteriaMet", "1/1"]));
+        assert_eq!(
+            part(row("jobs", &met), 1..3),
+            json!(["SuccessCriteriaMet", "1/1"])
+        );
         assert_eq!(
             columns_of("jobs"),
             [

@@ -3,27 +3,27 @@
 //! is [`crate::loopback`]'s.
 
 pub mod cron_job;
-pub mod deployment;
 pub mod daemon_set;
+pub mod deployment;
 pub mod expectations;
 pub mod garbage_collector;
 pub mod hash;
 pub mod history;
 pub mod informer;
 pub mod job;
+pub mod local_path;
 pub mod namespace;
 pub mod namespace_defaults;
 pub mod node_ipam;
 pub mod node_lifecycle;
 pub mod ownership;
+pub mod persistent_volume;
 pub mod pods;
 pub mod recorder;
 pub mod replica_set;
 pub mod stateful_set;
 pub mod status;
 pub mod ttl_after_finished;
-pub mod local_path;
-pub mod persistent_volume;
 pub mod volume_matching;
 
 use k8s_openapi::api::apps::v1::ReplicaSet;

@@ -169,7 +169,11 @@ where
 {
     let patch = json!({"metadata": {"ownerReferences": references, "uid": child.meta().uid}});
     match api
-        .patch(&child.name_any(), &PatchParams::default(), &Patch::Strategic(patch))
+        .patch(
+            &child.name_any(),
+            &PatchParams::default(),
+            &Patch::Strategic(patch),
+        )
         .await
     {
         Ok(patched) => Ok(Some(patched)),

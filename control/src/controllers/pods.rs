@@ -307,12 +307,22 @@ mod tests {
             pod("pending", Some("b"), "Pending", false, 10),
             pod("unscheduled", None, "Pending", false, 10),
         ];
-        let order: Vec<String> = pick_for_deletion(&pods, 6).iter().map(|p| p.name_any()).collect();
+        let order: Vec<String> = pick_for_deletion(&pods, 6)
+            .iter()
+            .map(|p| p.name_any())
+            .collect();
         // Among the ready ones, node b's (three siblings there, two on a) go first, then the
         // newest.
         assert_eq!(
             order,
-            ["unscheduled", "pending", "unready", "running-new", "running-old", "running-oldest"]
+            [
+                "unscheduled",
+                "pending",
+                "unready",
+                "running-new",
+                "running-old",
+                "running-oldest"
+            ]
         );
         assert_eq!(pick_for_deletion(&pods, 2).len(), 2);
     }
