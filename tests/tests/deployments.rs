@@ -32,8 +32,25 @@ impl Env {
         self.cluster.kubectl_ok(args)
     }
 
+    /// `kubectl rollout status`, failing with the workload's objects and the server's log.
     fn rollout_status(&self, what: &str) -> String {
-        self.kubectl(&["rollout", "status", what, "--timeout=90s"])
+        let run = self
+            .cluster
+            .kubectl(&["rollout", "status", what, "--timeout=90s"]);
+        if !run.success() {
+            let objects = self.cluster.kubectl(&[
+                "get",
+                "deployments,replicasets,pods",
+                "-o",
+                "custom-columns=NAME:.metadata.name,REPLICAS:.spec.replicas,STATUS:.status",
+            ]);
+            panic!(
+                "{run}\n--- objects ---\n{}\n--- server log ---\n{}",
+                objects.stdout,
+                self.cluster.server_log_tail()
+            );
+        }
+        run.stdout
     }
 
     /// The names of the ReplicaSets a Deployment owns, with their revisions.

@@ -208,6 +208,9 @@ pub(crate) async fn serve<S: Store>(
                     }
                 }
                 ev = live.recv() => match ev {
+                    // The initial list can be ahead of the cache: what it already holds is not
+                    // sent again.
+                    Ok(ev) if ev.revision <= progress => {}
                     Ok(ev) => {
                         progress = ev.revision;
                         if let Some(kind) = visible(&ev, namespace.as_deref(), &selectors)

@@ -19,9 +19,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use k8s_openapi::jiff::tz::TimeZone;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 use skiff_api::cron::Schedule;
@@ -41,8 +40,6 @@ const SCHEDULED_TIMESTAMP: &str = "batch.kubernetes.io/cronjob-scheduled-timesta
 pub enum CronJobError {
     #[error("API request: {0}")]
     Api(#[from] kube::Error),
-    #[error("the job cache stopped")]
-    CacheStopped,
 }
 
 struct Context {
@@ -52,18 +49,18 @@ struct Context {
 }
 
 /// Runs the controller until its watch ends.
-pub async fn run(client: Client, jobs: Informer<Job>) {
-    let controller = Controller::new(
-        Api::<CronJob>::all(client.clone()),
-        watcher::Config::default(),
-    );
+pub async fn run(client: Client, cron_jobs: Informer<CronJob>, jobs: Informer<Job>) {
+    let controller = cron_jobs.controller();
     let ctx = Arc::new(Context {
         recorder: Recorder::new(client.clone(), "cronjob-controller"),
         client,
         jobs: jobs.store(),
     });
+    let controller = controller.reconcile_on(jobs.triggers(cron_job_of));
+    if !(cron_jobs.synced().await && jobs.synced().await) {
+        return;
+    }
     controller
-        .reconcile_on(jobs.triggers(cron_job_of))
         .run(reconcile, error_policy, ctx)
         .for_each(|_| async {})
         .await;
@@ -85,10 +82,6 @@ fn succeeded(job: &Job) -> bool {
 }
 
 async fn reconcile(cj: Arc<CronJob>, ctx: Arc<Context>) -> Result<Action, CronJobError> {
-    ctx.jobs
-        .wait_until_ready()
-        .await
-        .map_err(|_| CronJobError::CacheStopped)?;
     let namespace = cj.namespace().unwrap_or_default();
     let uid = cj.uid().unwrap_or_default();
     let jobs = ctx.jobs.state_filter(|j| {

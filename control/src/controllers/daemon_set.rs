@@ -26,9 +26,8 @@ use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
 use k8s_openapi::api::core::v1::{Node, Pod, PodTemplateSpec};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use tracing::warn;
 
@@ -53,8 +52,6 @@ const MAX_FAILED_POD_BACKOFF: Duration = Duration::from_secs(15 * 60);
 pub enum DaemonSetError {
     #[error("API request: {0}")]
     Api(#[from] kube::Error),
-    #[error("the {0} cache stopped")]
-    CacheStopped(&'static str),
 }
 
 struct Context {
@@ -76,16 +73,14 @@ struct FailedPodBackoff(Mutex<HashMap<String, (Instant, Duration)>>);
 /// decides for itself whether the node concerns it.
 pub async fn run(
     client: Client,
+    daemon_sets: Informer<DaemonSet>,
     pods: Informer<Pod>,
     nodes: Informer<Node>,
     revisions: Informer<ControllerRevision>,
 ) {
-    let controller = Controller::new(
-        Api::<DaemonSet>::all(client.clone()),
-        watcher::Config::default(),
-    );
-    let owners = controller.store();
-    let all = controller.store();
+    let controller = daemon_sets.controller();
+    let owners = daemon_sets.store();
+    let all = daemon_sets.store();
     let ctx = Arc::new(Context {
         recorder: Recorder::new(client.clone(), COMPONENT),
         client,
@@ -95,14 +90,22 @@ pub async fn run(
         expectations: Expectations::default(),
         failed_pods: FailedPodBackoff::default(),
     });
-    controller
+    let controller = controller
         .reconcile_on(pods.triggers(move |pod: &Pod| owners_of(&pod.metadata, &owners, selector)))
         .reconcile_on(nodes.triggers(move |_: &Node| {
             all.state()
                 .iter()
                 .map(|ds| ObjectRef::from_obj(ds.as_ref()))
                 .collect::<Vec<_>>()
-        }))
+        }));
+    let synced = daemon_sets.synced().await
+        && pods.synced().await
+        && nodes.synced().await
+        && revisions.synced().await;
+    if !synced {
+        return;
+    }
+    controller
         .run(reconcile, error_policy, ctx)
         .for_each(|_| async {})
         .await;
@@ -120,16 +123,6 @@ fn template(ds: &DaemonSet) -> PodTemplateSpec {
 }
 
 async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, DaemonSetError> {
-    let stopped = |cache| move |_| DaemonSetError::CacheStopped(cache);
-    ctx.pods.wait_until_ready().await.map_err(stopped("pod"))?;
-    ctx.nodes
-        .wait_until_ready()
-        .await
-        .map_err(stopped("node"))?;
-    ctx.revisions
-        .wait_until_ready()
-        .await
-        .map_err(stopped("ControllerRevision"))?;
     let namespace = ds.namespace().unwrap_or_default();
     let control = PodControl {
         client: &ctx.client,

@@ -30,9 +30,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use tracing::warn;
@@ -65,8 +64,6 @@ const NO_DEADLINE: i32 = i32::MAX;
 pub enum DeploymentError {
     #[error("API request: {0}")]
     Api(#[from] kube::Error),
-    #[error("the cache stopped")]
-    CacheStopped,
     #[error("replica set {0} exists with another template; collision count raised")]
     HashCollision(String),
 }
@@ -79,13 +76,15 @@ struct Context {
 }
 
 /// Runs the controller until its watch ends.
-pub async fn run(client: Client, replica_sets: Informer<ReplicaSet>, pods: Informer<Pod>) {
-    let controller = Controller::new(
-        Api::<Deployment>::all(client.clone()),
-        watcher::Config::default(),
-    );
-    let deployments = controller.store();
-    let by_pod = deployments.clone();
+pub async fn run(
+    client: Client,
+    deployments: Informer<Deployment>,
+    replica_sets: Informer<ReplicaSet>,
+    pods: Informer<Pod>,
+) {
+    let controller = deployments.controller();
+    let owners = deployments.store();
+    let by_pod = owners.clone();
     let rs_store = replica_sets.store();
     let ctx = Arc::new(Context {
         recorder: Recorder::new(client.clone(), "deployment-controller"),
@@ -93,10 +92,10 @@ pub async fn run(client: Client, replica_sets: Informer<ReplicaSet>, pods: Infor
         replica_sets: replica_sets.store(),
         pods: pods.store(),
     });
-    controller
+    let controller = controller
         .reconcile_on(
             replica_sets
-                .triggers(move |rs: &ReplicaSet| owners_of(&rs.metadata, &deployments, selector)),
+                .triggers(move |rs: &ReplicaSet| owners_of(&rs.metadata, &owners, selector)),
         )
         // Only Recreate waits on pods (for the old ones to be gone); the ReplicaSet's status
         // reports the rest.
@@ -112,7 +111,11 @@ pub async fn run(client: Client, replica_sets: Informer<ReplicaSet>, pods: Infor
                 .into_iter()
                 .filter(|d| by_pod.get(d).is_some_and(|d| is_recreate(&d)))
                 .collect()
-        }))
+        }));
+    if !(deployments.synced().await && replica_sets.synced().await && pods.synced().await) {
+        return;
+    }
+    controller
         .run(reconcile, error_policy, ctx)
         .for_each(|_| async {})
         .await;
@@ -135,12 +138,6 @@ fn strategy_type(d: &Deployment) -> &str {
 }
 
 async fn reconcile(d: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action, DeploymentError> {
-    for ready in [
-        ctx.replica_sets.wait_until_ready().await,
-        ctx.pods.wait_until_ready().await,
-    ] {
-        ready.map_err(|_| DeploymentError::CacheStopped)?;
-    }
     let namespace = d.namespace().unwrap_or_default();
     let selector = selector(&d);
     let mut rollout = Rollout {

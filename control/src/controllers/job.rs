@@ -23,7 +23,7 @@ use k8s_openapi::api::batch::v1::{Job, JobCondition};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
 use tracing::warn;
@@ -43,8 +43,6 @@ const MAX_POD_CHANGES: usize = 500;
 pub enum JobError {
     #[error("API request: {0}")]
     Api(#[from] kube::Error),
-    #[error("the pod cache stopped")]
-    CacheStopped,
 }
 
 struct Context {
@@ -57,7 +55,7 @@ struct Context {
 
 /// Runs the Job controller, and the release of orphaned pods' finalizers, until the watches end.
 pub async fn run(client: Client, pods: Informer<Pod>, jobs: Informer<Job>) {
-    let orphans = tracking::run_orphans(client.clone(), pods.clone(), jobs.store());
+    let orphans = tracking::run_orphans(client.clone(), pods.clone(), jobs.clone());
     let ctx = Arc::new(Context {
         recorder: Recorder::new(client.clone(), "job-controller"),
         client,
@@ -65,11 +63,15 @@ pub async fn run(client: Client, pods: Informer<Pod>, jobs: Informer<Job>) {
         expectations: Expectations::default(),
         removals: FinalizerRemovals::default(),
     });
-    let jobs = Controller::for_shared_stream(futures::stream::empty(), jobs.store())
-        .reconcile_on(jobs.triggers(|job: &Job| Some(ObjectRef::from_obj(job))))
-        .reconcile_on(pods.triggers(job_of))
-        .run(reconcile, error_policy, ctx)
-        .for_each(|_| async {});
+    let controller = jobs.controller().reconcile_on(pods.triggers(job_of));
+    let jobs = async {
+        if pods.synced().await && jobs.synced().await {
+            controller
+                .run(reconcile, error_policy, ctx)
+                .for_each(|_| async {})
+                .await;
+        }
+    };
     futures::join!(jobs, orphans);
 }
 
@@ -133,10 +135,6 @@ fn is_terminating(pod: &Pod) -> bool {
 }
 
 async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, JobError> {
-    ctx.pods
-        .wait_until_ready()
-        .await
-        .map_err(|_| JobError::CacheStopped)?;
     let managed_by = job.spec.as_ref().and_then(|s| s.managed_by.as_deref());
     if managed_by.is_some_and(|m| m != "kubernetes.io/job-controller") {
         return Ok(Action::await_change());

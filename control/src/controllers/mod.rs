@@ -26,10 +26,12 @@ pub mod status;
 pub mod ttl_after_finished;
 pub mod volume_matching;
 
-use k8s_openapi::api::apps::v1::ReplicaSet;
-use k8s_openapi::api::core::v1::{Pod, ReplicationController};
+use informer::Informer;
+use k8s_openapi::api::apps::v1::{ControllerRevision, ReplicaSet};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Node, Pod, ReplicationController};
+use kube::Client;
 use kube::discovery::ApiResource;
-use kube::{Api, Client};
 use skiff_api::ResourceInfo;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
@@ -92,28 +94,34 @@ pub fn start(
         shutdown.clone(),
         node_ipam::run(client.clone(), cluster_cidr),
     );
-    let pods = informer::Informer::<Pod>::start(Api::all(client.clone()), shutdown.clone());
-    let replica_sets =
-        informer::Informer::<ReplicaSet>::start(Api::all(client.clone()), shutdown.clone());
+    // Every workload controller reads its own kind, and what it manages, from shared informers.
+    let pods = Informer::<Pod>::start(&client, &shutdown);
+    let replica_sets = Informer::<ReplicaSet>::start(&client, &shutdown);
     spawn(
         "deployment",
         shutdown.clone(),
-        deployment::run(client.clone(), replica_sets, pods.clone()),
+        deployment::run(
+            client.clone(),
+            Informer::start(&client, &shutdown),
+            replica_sets.clone(),
+            pods.clone(),
+        ),
     );
     spawn(
         "replicaset",
         shutdown.clone(),
-        replica_set::run::<ReplicaSet>(client.clone(), pods.clone()),
+        replica_set::run(client.clone(), replica_sets, pods.clone()),
     );
     spawn(
         "replicationcontroller",
         shutdown.clone(),
-        replica_set::run::<ReplicationController>(client.clone(), pods.clone()),
+        replica_set::run::<ReplicationController>(
+            client.clone(),
+            Informer::start(&client, &shutdown),
+            pods.clone(),
+        ),
     );
-    let jobs = informer::Informer::<k8s_openapi::api::batch::v1::Job>::start(
-        Api::all(client.clone()),
-        shutdown.clone(),
-    );
+    let jobs = Informer::<Job>::start(&client, &shutdown);
     spawn(
         "job",
         shutdown.clone(),
@@ -127,30 +135,35 @@ pub fn start(
     spawn(
         "cronjob",
         shutdown.clone(),
-        cron_job::run(client.clone(), jobs),
+        cron_job::run(client.clone(), Informer::start(&client, &shutdown), jobs),
     );
     spawn(
         "persistentvolume",
         shutdown.clone(),
         persistent_volume::run(client.clone(), pods.clone(), shutdown.clone()),
     );
-    let nodes = informer::Informer::<k8s_openapi::api::core::v1::Node>::start(
-        Api::all(client.clone()),
-        shutdown.clone(),
-    );
-    let revisions = informer::Informer::<k8s_openapi::api::apps::v1::ControllerRevision>::start(
-        Api::all(client.clone()),
-        shutdown.clone(),
-    );
+    let nodes = Informer::<Node>::start(&client, &shutdown);
+    let revisions = Informer::<ControllerRevision>::start(&client, &shutdown);
     spawn(
         "daemonset",
         shutdown.clone(),
-        daemon_set::run(client.clone(), pods.clone(), nodes, revisions.clone()),
+        daemon_set::run(
+            client.clone(),
+            Informer::start(&client, &shutdown),
+            pods.clone(),
+            nodes,
+            revisions.clone(),
+        ),
     );
     spawn(
         "statefulset",
         shutdown.clone(),
-        stateful_set::run(client.clone(), pods.clone(), revisions),
+        stateful_set::run(
+            client.clone(),
+            Informer::start(&client, &shutdown),
+            pods.clone(),
+            revisions,
+        ),
     );
     spawn("scheduler", shutdown, crate::scheduler::run(client));
 }

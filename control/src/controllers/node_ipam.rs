@@ -92,8 +92,7 @@ async fn reconcile(node: Arc<Node>, ctx: Arc<Context>) -> Result<Action, NodeIpa
     {
         return Ok(Action::await_change());
     }
-    // Ranges are chosen against every Node: wait until the first list is in.
-    let _ = ctx.nodes.wait_until_ready().await;
+    // Ranges are chosen against every Node: the controller reconciles once its first list is in.
     let chosen = {
         let mut assigned = ctx.assigned.lock().unwrap_or_else(|p| p.into_inner());
         for other in ctx.nodes.state() {

@@ -43,8 +43,6 @@ pub enum PersistentVolumeError {
     Api(#[from] kube::Error),
     #[error("provisioning: {0}")]
     Provision(#[from] ProvisionError),
-    #[error("a cache stopped")]
-    CacheStopped,
 }
 
 struct Context {
@@ -61,8 +59,8 @@ struct Context {
 
 /// Runs both reconcilers until their watches end.
 pub async fn run(client: Client, pods: Informer<Pod>, shutdown: CancellationToken) {
-    let volumes = Informer::<PersistentVolume>::start(Api::all(client.clone()), shutdown.clone());
-    let claims = Informer::<PersistentVolumeClaim>::start(Api::all(client.clone()), shutdown);
+    let volumes = Informer::<PersistentVolume>::start(&client, &shutdown);
+    let claims = Informer::<PersistentVolumeClaim>::start(&client, &shutdown);
     let ctx = Arc::new(Context {
         recorder: Recorder::new(client.clone(), "persistentvolume-controller"),
         provisioner: Recorder::new(client.clone(), LOCAL_PATH_PROVISIONER),
@@ -78,9 +76,7 @@ pub async fn run(client: Client, pods: Informer<Pod>, shutdown: CancellationToke
         watcher::Config::default(),
     )
     .reconcile_on(volumes.triggers(move |pv: &PersistentVolume| claims_of_volume(pv, &claim_store)))
-    .reconcile_on(pods.triggers(claims_of_pod))
-    .run(reconcile_claim, error_policy, ctx.clone())
-    .for_each(|_| async {});
+    .reconcile_on(pods.triggers(claims_of_pod));
     let volume_store = ctx.volumes.clone();
     let volume_controller = Controller::new(
         Api::<PersistentVolume>::all(client),
@@ -88,10 +84,19 @@ pub async fn run(client: Client, pods: Informer<Pod>, shutdown: CancellationToke
     )
     .reconcile_on(
         claims.triggers(move |c: &PersistentVolumeClaim| volumes_of_claim(c, &volume_store)),
+    );
+    if !(claims.synced().await && volumes.synced().await && pods.synced().await) {
+        return;
+    }
+    futures::future::join(
+        claim_controller
+            .run(reconcile_claim, error_policy, ctx.clone())
+            .for_each(|_| async {}),
+        volume_controller
+            .run(reconcile_volume, error_policy, ctx)
+            .for_each(|_| async {}),
     )
-    .run(reconcile_volume, error_policy, ctx)
-    .for_each(|_| async {});
-    futures::future::join(claim_controller, volume_controller).await;
+    .await;
 }
 
 /// The claim a volume is bound or reserved to; for a free volume, every claim still unbound
@@ -137,17 +142,6 @@ fn volumes_of_claim(
         .into_iter()
         .chain(reserved.map(|pv| ObjectRef::from_obj(pv.as_ref())))
         .collect()
-}
-
-async fn ready(ctx: &Context) -> Result<(), PersistentVolumeError> {
-    for ready in [
-        ctx.claims.wait_until_ready().await,
-        ctx.volumes.wait_until_ready().await,
-        ctx.pods.wait_until_ready().await,
-    ] {
-        ready.map_err(|_| PersistentVolumeError::CacheStopped)?;
-    }
-    Ok(())
 }
 
 impl Context {

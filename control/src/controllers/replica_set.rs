@@ -16,9 +16,8 @@ use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec, ReplicationController};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::reflector::Store;
-use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -39,8 +38,6 @@ const BURST_REPLICAS: usize = 500;
 pub enum ReplicaSetError {
     #[error("API request: {0}")]
     Api(#[from] kube::Error),
-    #[error("the pod cache stopped")]
-    CacheStopped,
 }
 
 /// What the controller needs of a ReplicaSet or a ReplicationController.
@@ -122,19 +119,22 @@ struct Context {
 }
 
 /// Runs the controller for `K` until its watch ends.
-pub async fn run<K: ReplicaOwner>(client: Client, pods: Informer<Pod>) {
-    let controller = Controller::new(Api::<K>::all(client.clone()), watcher::Config::default());
-    let owners = controller.store();
+pub async fn run<K: ReplicaOwner>(client: Client, owners: Informer<K>, pods: Informer<Pod>) {
+    let controller = owners.controller();
+    let store = owners.store();
     let ctx = Arc::new(Context {
         recorder: Recorder::new(client.clone(), K::COMPONENT),
         client,
         pods: pods.store(),
         expectations: Expectations::default(),
     });
+    let controller = controller.reconcile_on(
+        pods.triggers(move |pod: &Pod| owners_of(&pod.metadata, &store, K::selector)),
+    );
+    if !(owners.synced().await && pods.synced().await) {
+        return;
+    }
     controller
-        .reconcile_on(
-            pods.triggers(move |pod: &Pod| owners_of(&pod.metadata, &owners, K::selector)),
-        )
         .run(reconcile::<K>, error_policy::<K>, ctx)
         .for_each(|_| async {})
         .await;
@@ -144,10 +144,6 @@ async fn reconcile<K: ReplicaOwner>(
     owner: Arc<K>,
     ctx: Arc<Context>,
 ) -> Result<Action, ReplicaSetError> {
-    ctx.pods
-        .wait_until_ready()
-        .await
-        .map_err(|_| ReplicaSetError::CacheStopped)?;
     let namespace = owner.namespace().unwrap_or_default();
     let control = PodControl {
         client: &ctx.client,
@@ -291,6 +287,7 @@ mod tests {
     use k8s_openapi::api::core::v1::{PodCondition, PodStatus};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
     use kube::runtime::reflector::ObjectRef;
+    use kube::runtime::watcher;
     use serde_json::json;
 
     fn replica_set(replicas: i32, min_ready: i32) -> ReplicaSet {

@@ -23,9 +23,8 @@ use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet, StatefulSetSta
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::reflector::Store;
-use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use tracing::warn;
 
@@ -46,8 +45,6 @@ const COMPONENT: &str = "statefulset-controller";
 pub enum StatefulSetError {
     #[error("API request: {0}")]
     Api(#[from] kube::Error),
-    #[error("the {0} cache stopped")]
-    CacheStopped(&'static str),
 }
 
 struct Context {
@@ -61,12 +58,14 @@ struct Context {
 }
 
 /// Runs the controller until its watch ends.
-pub async fn run(client: Client, pods: Informer<Pod>, revisions: Informer<ControllerRevision>) {
-    let controller = Controller::new(
-        Api::<StatefulSet>::all(client.clone()),
-        watcher::Config::default(),
-    );
-    let owners = controller.store();
+pub async fn run(
+    client: Client,
+    stateful_sets: Informer<StatefulSet>,
+    pods: Informer<Pod>,
+    revisions: Informer<ControllerRevision>,
+) {
+    let controller = stateful_sets.controller();
+    let owners = stateful_sets.store();
     let ctx = Arc::new(Context {
         recorder: Recorder::new(client.clone(), COMPONENT),
         client,
@@ -74,8 +73,12 @@ pub async fn run(client: Client, pods: Informer<Pod>, revisions: Informer<Contro
         revisions: revisions.store(),
         expectations: Expectations::default(),
     });
+    let controller = controller
+        .reconcile_on(pods.triggers(move |pod: &Pod| owners_of(&pod.metadata, &owners, selector)));
+    if !(stateful_sets.synced().await && pods.synced().await && revisions.synced().await) {
+        return;
+    }
     controller
-        .reconcile_on(pods.triggers(move |pod: &Pod| owners_of(&pod.metadata, &owners, selector)))
         .run(reconcile, error_policy, ctx)
         .for_each(|_| async {})
         .await;
@@ -146,12 +149,6 @@ fn members(set: &StatefulSet, owned: &[Arc<Pod>]) -> Members {
 }
 
 async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Action, StatefulSetError> {
-    let stopped = |cache| move |_| StatefulSetError::CacheStopped(cache);
-    ctx.pods.wait_until_ready().await.map_err(stopped("pod"))?;
-    ctx.revisions
-        .wait_until_ready()
-        .await
-        .map_err(stopped("ControllerRevision"))?;
     let namespace = set.namespace().unwrap_or_default();
     let key = format!(
         "{namespace}/{}/{}",

@@ -9,8 +9,7 @@ use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Preconditions, PropagationPolicy};
-use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::controller::Action;
 use kube::{Client, ResourceExt};
 use tracing::{info, warn};
 
@@ -22,17 +21,14 @@ struct Context {
 
 /// Runs the controller until the Job watch ends.
 pub async fn run(client: Client, jobs: Informer<Job>) {
-    Controller::for_shared_stream(futures::stream::empty(), jobs.store())
-        .reconcile_on(jobs.triggers(|job: &Job| has_ttl(job).then(|| ObjectRef::from_obj(job))))
+    let controller = jobs.controller();
+    if !jobs.synced().await {
+        return;
+    }
+    controller
         .run(reconcile, error_policy, Arc::new(Context { client }))
         .for_each(|_| async {})
         .await;
-}
-
-fn has_ttl(job: &Job) -> bool {
-    job.spec
-        .as_ref()
-        .is_some_and(|s| s.ttl_seconds_after_finished.is_some())
 }
 
 /// When the Job's time is up, if it is finished and has a TTL.

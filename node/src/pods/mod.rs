@@ -198,22 +198,32 @@ pub async fn run(
     let config = watcher::Config::default().fields(&format!("spec.nodeName={}", ctx.node_name));
     let (reader, writer) = reflector::store();
     let cleanup = ctx.clone();
+    // Not `Store::wait_until_ready`: the controller's runner waits on it too, and it wakes only
+    // one of its waiters.
+    let (listed, first_list) = tokio::sync::oneshot::channel();
+    let mut listed = Some(listed);
     // A pod removed without this node seeing its deletion (force-deleted) still has a sandbox to
     // tear down; the controller only reconciles pods that exist, so removals are handled here.
     let stream = watcher(pods, config)
         .default_backoff()
         .reflect(writer)
-        .inspect_ok(move |event| {
-            if let Event::Delete(pod) = event
-                && let Some(uid) = pod.uid()
-            {
-                let ctx = cleanup.clone();
-                tokio::spawn(async move { terminate::forget(&ctx, &uid).await });
+        .inspect_ok(move |event| match event {
+            Event::Delete(pod) => {
+                if let Some(uid) = pod.uid() {
+                    let ctx = cleanup.clone();
+                    tokio::spawn(async move { terminate::forget(&ctx, &uid).await });
+                }
             }
+            Event::InitDone => {
+                if let Some(listed) = listed.take() {
+                    let _ = listed.send(());
+                }
+            }
+            _ => {}
         })
         .touched_objects();
     let exits = tokio_stream::wrappers::UnboundedReceiverStream::new(exits);
-    tokio::spawn(remove_orphans(ctx.clone(), reader.clone()));
+    tokio::spawn(remove_orphans(ctx.clone(), reader.clone(), first_list));
     Controller::for_stream(stream, reader)
         .reconcile_on(exits)
         .graceful_shutdown_on(shutdown.cancelled_owned())
@@ -230,8 +240,12 @@ use kube::runtime::watcher::watcher;
 
 /// Once the first list of this node's pods is in, removes what an earlier agent left for pods
 /// that no longer exist (deleted while no agent ran).
-async fn remove_orphans(ctx: Arc<Context>, pods: reflector::Store<Pod>) {
-    if pods.wait_until_ready().await.is_err() {
+async fn remove_orphans(
+    ctx: Arc<Context>,
+    pods: reflector::Store<Pod>,
+    first_list: tokio::sync::oneshot::Receiver<()>,
+) {
+    if first_list.await.is_err() {
         return;
     }
     // Finished pods and pods being deleted are not synced again, so they never adopt.

@@ -100,10 +100,15 @@ struct OrphanContext {
 /// Removes the tracking finalizer from pods no running Job accounts for: their Job was deleted
 /// (the garbage collector deletes its pods, which would otherwise wait forever) or finished, or
 /// they lost their controller (`syncOrphanPod`).
-pub async fn run_orphans(client: Client, pods: Informer<Pod>, jobs: Store<Job>) {
+pub async fn run_orphans(client: Client, pods: Informer<Pod>, jobs: Informer<Job>) {
     let candidates = |pod: &Pod| has_finalizer(pod).then(|| ObjectRef::from_obj(pod));
-    Controller::for_shared_stream(futures::stream::empty(), pods.store())
-        .reconcile_on(pods.triggers(candidates))
+    let controller = Controller::for_shared_stream(futures::stream::empty(), pods.store())
+        .reconcile_on(pods.triggers(candidates));
+    if !(pods.synced().await && jobs.synced().await) {
+        return;
+    }
+    let jobs = jobs.store();
+    controller
         .run(
             release_orphan,
             |_, err, _| {
@@ -117,7 +122,7 @@ pub async fn run_orphans(client: Client, pods: Informer<Pod>, jobs: Store<Job>) 
 }
 
 async fn release_orphan(pod: Arc<Pod>, ctx: Arc<OrphanContext>) -> Result<Action, kube::Error> {
-    if !has_finalizer(&pod) || ctx.jobs.wait_until_ready().await.is_err() {
+    if !has_finalizer(&pod) {
         return Ok(Action::await_change());
     }
     let accounted = match controller_of(&pod.metadata) {

@@ -22,7 +22,7 @@ use super::super::volume_matching::{
     best_volume, claim_class, claim_volume_name, pod_claim_names, reserved_for, volume_fits_claim,
     volume_node_terms, volume_phase,
 };
-use super::{Context, PersistentVolumeError, ready};
+use super::{Context, PersistentVolumeError};
 use crate::scheduler::cache::NodeInfo;
 use crate::scheduler::filters::any_term_matches;
 
@@ -30,7 +30,6 @@ pub(super) async fn reconcile_claim(
     claim: Arc<PersistentVolumeClaim>,
     ctx: Arc<Context>,
 ) -> Result<Action, PersistentVolumeError> {
-    ready(&ctx).await?;
     if claim.metadata.deletion_timestamp.is_some() {
         ctx.forget(&claim);
         release_protection(&ctx, &claim).await?;

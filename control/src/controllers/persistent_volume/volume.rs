@@ -14,13 +14,12 @@ use skiff_api::storage::{
 };
 
 use super::super::volume_matching::{claim_volume_name, volume_phase};
-use super::{Context, PersistentVolumeError, ready};
+use super::{Context, PersistentVolumeError};
 
 pub(super) async fn reconcile_volume(
     pv: Arc<PersistentVolume>,
     ctx: Arc<Context>,
 ) -> Result<Action, PersistentVolumeError> {
-    ready(&ctx).await?;
     if pv.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
