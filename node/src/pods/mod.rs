@@ -197,31 +197,19 @@ pub async fn run(
     let pods: Api<Pod> = Api::all(ctx.client.clone());
     let config = watcher::Config::default().fields(&format!("spec.nodeName={}", ctx.node_name));
     let (reader, writer) = reflector::store();
-    let cleanup = ctx.clone();
-    // Not `Store::wait_until_ready`: the controller's runner waits on it too, and it wakes only
-    // one of its waiters.
     let (listed, first_list) = tokio::sync::oneshot::channel();
-    let mut listed = Some(listed);
-    // A pod removed without this node seeing its deletion (force-deleted) still has a sandbox to
-    // tear down; the controller only reconciles pods that exist, so removals are handled here.
+    let mut events = PodEvents {
+        ctx: ctx.clone(),
+        store: reader.clone(),
+        before: Vec::new(),
+        listed: Vec::new(),
+        first_list: Some(listed),
+    };
     let stream = watcher(pods, config)
         .default_backoff()
         .reflect(writer)
-        .inspect_ok(move |event| match event {
-            Event::Delete(pod) => {
-                if let Some(uid) = pod.uid() {
-                    let ctx = cleanup.clone();
-                    tokio::spawn(async move { terminate::forget(&ctx, &uid).await });
-                }
-            }
-            Event::InitDone => {
-                if let Some(listed) = listed.take() {
-                    let _ = listed.send(());
-                }
-            }
-            _ => {}
-        })
-        .touched_objects();
+        .map_ok(move |event| futures::stream::iter(events.follow(event).into_iter().map(Ok)))
+        .try_flatten();
     let exits = tokio_stream::wrappers::UnboundedReceiverStream::new(exits);
     tokio::spawn(remove_orphans(ctx.clone(), reader.clone(), first_list));
     Controller::for_stream(stream, reader)
@@ -237,6 +225,64 @@ pub async fn run(
 }
 
 use kube::runtime::watcher::watcher;
+
+/// The pod watch, after the store has taken each event: which pods to reconcile, and which are
+/// gone. A re-list's pods are reconciled once the store holds them all (`kube_runtime` would
+/// look each up as it arrived, finding a stale pod or, for a new one, none). A pod deleted, or
+/// missing from a re-list, has its sandbox torn down here: a force-deleted pod leaves no deletion
+/// for the controller to reconcile.
+struct PodEvents {
+    ctx: Arc<Context>,
+    store: reflector::Store<Pod>,
+    /// What the store held when the list in progress began.
+    before: Vec<Arc<Pod>>,
+    /// The pods of the list in progress.
+    listed: Vec<Pod>,
+    /// Told when the first list is in (not `Store::wait_until_ready`: the controller's runner
+    /// waits on that, and it wakes only one of its waiters).
+    first_list: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl PodEvents {
+    fn follow(&mut self, event: Event<Pod>) -> Vec<Pod> {
+        match event {
+            Event::Apply(pod) => vec![pod],
+            Event::Delete(pod) => {
+                self.forget(&pod);
+                Vec::new()
+            }
+            Event::Init => {
+                self.before = self.store.state();
+                self.listed.clear();
+                Vec::new()
+            }
+            Event::InitApply(pod) => {
+                self.listed.push(pod);
+                Vec::new()
+            }
+            Event::InitDone => {
+                let listed: std::collections::HashSet<String> =
+                    self.listed.iter().filter_map(|p| p.uid()).collect();
+                for gone in std::mem::take(&mut self.before) {
+                    if gone.uid().is_some_and(|uid| !listed.contains(&uid)) {
+                        self.forget(&gone);
+                    }
+                }
+                if let Some(first_list) = self.first_list.take() {
+                    let _ = first_list.send(());
+                }
+                std::mem::take(&mut self.listed)
+            }
+        }
+    }
+
+    fn forget(&self, pod: &Pod) {
+        if let Some(uid) = pod.uid() {
+            let ctx = self.ctx.clone();
+            tokio::spawn(async move { terminate::forget(&ctx, &uid).await });
+        }
+    }
+}
 
 /// Once the first list of this node's pods is in, removes what an earlier agent left for pods
 /// that no longer exist (deleted while no agent ran).
