@@ -52,7 +52,13 @@ impl Registry {
     /// Pushes the built sample module `name` ([`crate::sample_module`]) as `samples/NAME:v1`
     /// and returns its reference.
     pub fn push_sample(&self, name: &str) -> anyhow::Result<String> {
-        let repo_tag = format!("samples/{name}:v1");
+        self.push_sample_tagged(name, "v1")
+    }
+
+    /// [`Registry::push_sample`] as `samples/NAME:TAG`: each tag is a different image to roll
+    /// out, of the same module.
+    pub fn push_sample_tagged(&self, name: &str, tag: &str) -> anyhow::Result<String> {
+        let repo_tag = format!("samples/{name}:{tag}");
         self.push_wasm(&crate::sample_module(name), &repo_tag)?;
         Ok(format!("{}/{repo_tag}", self.addr()))
     }

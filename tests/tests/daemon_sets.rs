@@ -5,15 +5,13 @@
 use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
-use skiff_tests::{Cluster, LOCAL_NODE, Registry, eventually, row, sample_module, table};
+use skiff_tests::{Cluster, LOCAL_NODE, Registry, eventually, row, table};
 
 /// The sleeper module (ready at once, runs until stopped) under `tag`.
 fn sleeper(registry: &Registry, tag: &str) -> String {
-    let repo_tag = format!("samples/sleeper:{tag}");
     registry
-        .push_wasm(&sample_module("sleeper"), &repo_tag)
-        .expect("pushing the sleeper module");
-    format!("{}/{repo_tag}", registry.addr())
+        .push_sample_tagged("sleeper", tag)
+        .expect("pushing the sleeper module")
 }
 
 fn daemon_set(image: &str) -> String {

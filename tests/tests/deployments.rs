@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Value, json};
-use skiff_tests::{Cluster, Registry, eventually, row, sample_module, table};
+use skiff_tests::{Cluster, Registry, eventually, row, table};
 
 struct Env {
     cluster: Cluster,
@@ -21,11 +21,9 @@ impl Env {
     /// The sleeper module (ready at once, runs until stopped) under tag `tag`: each tag is a
     /// different image to roll out.
     fn sleeper(&self, tag: &str) -> String {
-        let repo_tag = format!("samples/sleeper:{tag}");
         self.registry
-            .push_wasm(&sample_module("sleeper"), &repo_tag)
-            .expect("pushing the sleeper module");
-        format!("{}/{repo_tag}", self.registry.addr())
+            .push_sample_tagged("sleeper", tag)
+            .expect("pushing the sleeper module")
     }
 
     fn kubectl(&self, args: &[&str]) -> String {

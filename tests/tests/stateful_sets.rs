@@ -4,15 +4,13 @@
 //! ControllerRevisions, and one claim per ordinal that keeps its data across scaling.
 
 use serde_json::{Value, json};
-use skiff_tests::{Background, Cluster, Registry, eventually, row, sample_module, table};
+use skiff_tests::{Background, Cluster, Registry, eventually, row, table};
 
 /// The sleeper module (ready at once, runs until stopped) under `tag`.
 fn sleeper(registry: &Registry, tag: &str) -> String {
-    let repo_tag = format!("samples/sleeper:{tag}");
     registry
-        .push_wasm(&sample_module("sleeper"), &repo_tag)
-        .expect("pushing the sleeper module");
-    format!("{}/{repo_tag}", registry.addr())
+        .push_sample_tagged("sleeper", tag)
+        .expect("pushing the sleeper module")
 }
 
 /// A headless Service and a StatefulSet `name` of `replicas` whose pods run `pod` (a pod spec;
@@ -151,6 +149,19 @@ fn transcript(seen: &[Seen]) -> String {
         .join("\n")
 }
 
+/// The images of the `app=web` pods, in the order kubectl lists them.
+fn web_images(cluster: &Cluster) -> Vec<String> {
+    let images = cluster.kubectl_ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=web",
+        "-o",
+        "jsonpath={.items[*].spec.containers[0].image}",
+    ]);
+    images.split_whitespace().map(str::to_string).collect()
+}
+
 #[test]
 fn a_stateful_set_starts_in_order_scales_from_the_top_and_rolls_out() {
     let (cluster, registry) = Cluster::start_with_registry();
@@ -244,18 +255,7 @@ fn a_stateful_set_starts_in_order_scales_from_the_top_and_rolls_out() {
         out.contains("partitioned roll out complete: 3 new pods have been updated"),
         "{out}"
     );
-    let images = cluster.kubectl_ok(&[
-        "get",
-        "pods",
-        "-l",
-        "app=web",
-        "-o",
-        "jsonpath={.items[*].spec.containers[0].image}",
-    ]);
-    assert_eq!(
-        images.split_whitespace().collect::<Vec<_>>(),
-        [v2.as_str(); 3]
-    );
+    assert_eq!(web_images(&cluster), [v2.as_str(); 3]);
     let set = cluster.get_json(&["sts", "web"]);
     assert_eq!(
         set["status"]["currentRevision"],
@@ -269,21 +269,14 @@ fn a_stateful_set_starts_in_order_scales_from_the_top_and_rolls_out() {
     assert!(undo.contains("statefulset.apps/web rolled back"), "{undo}");
     eventually("every pod back on v1", || {
         let set = cluster.get_json(&["sts", "web"]);
-        let images = cluster.kubectl_ok(&[
-            "get",
-            "pods",
-            "-l",
-            "app=web",
-            "-o",
-            "jsonpath={.items[*].spec.containers[0].image}",
-        ]);
+        let images = web_images(&cluster);
         let done = set["status"]["updateRevision"] == first_revision.as_str()
             && set["status"]["currentRevision"] == first_revision.as_str()
-            && images.split_whitespace().collect::<Vec<_>>() == [v1.as_str(); 3];
+            && images == [v1.as_str(); 3];
         if done {
             Ok(())
         } else {
-            Err(format!("{images}\n{}", set["status"]))
+            Err(format!("{images:?}\n{}", set["status"]))
         }
     });
     assert_eq!(history(&cluster, "web"), ["2", "3"]);

@@ -32,7 +32,7 @@ use kube::{Client, Resource, ResourceExt};
 use tracing::warn;
 
 use self::daemon::{Daemon, by_node, place_on};
-use super::expectations::Expectations;
+use super::expectations::{Expectations, owner_key};
 use super::history::{self, REVISION_HASH_LABEL};
 use super::informer::Informer;
 use super::ownership::{Selector, claim, controller_reference, owners_of};
@@ -128,11 +128,7 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, Daem
         client: &ctx.client,
         recorder: &ctx.recorder,
         expectations: &ctx.expectations,
-        key: format!(
-            "{namespace}/{}/{}",
-            ds.name_any(),
-            ds.uid().unwrap_or_default()
-        ),
+        key: owner_key(ds.as_ref()),
     };
     if ds.meta().deletion_timestamp.is_some() {
         // The garbage collector deletes the pods.

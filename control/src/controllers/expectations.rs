@@ -19,7 +19,7 @@ struct Pending {
     since: Instant,
 }
 
-/// Expectations per owner, keyed by the owner's `namespace/name`; the objects by name.
+/// Expectations per owner, keyed by [`owner_key`]; the objects by name.
 #[derive(Default)]
 pub struct Expectations {
     owners: Mutex<HashMap<String, Pending>>,
@@ -33,6 +33,18 @@ pub enum Seen {
     Deleting,
     /// In the cache.
     Present,
+}
+
+/// An owner's key: `namespace/name/uid`, so that a re-created owner of the same name starts
+/// with no expectations.
+pub fn owner_key<K: kube::Resource>(owner: &K) -> String {
+    let meta = owner.meta();
+    format!(
+        "{}/{}/{}",
+        meta.namespace.as_deref().unwrap_or_default(),
+        meta.name.as_deref().unwrap_or_default(),
+        meta.uid.as_deref().unwrap_or_default()
+    )
 }
 
 impl Expectations {

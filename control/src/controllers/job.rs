@@ -28,7 +28,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
 use tracing::warn;
 
-use super::expectations::Expectations;
+use super::expectations::{Expectations, owner_key};
 use super::informer::Informer;
 use super::ownership::{Selector, claim, controller_of, controller_reference};
 use super::pods::{self, PodControl};
@@ -140,11 +140,7 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, JobError>
         return Ok(Action::await_change());
     }
     let namespace = job.namespace().unwrap_or_default();
-    let key = format!(
-        "{namespace}/{}/{}",
-        job.name_any(),
-        job.uid().unwrap_or_default()
-    );
+    let key = owner_key(job.as_ref());
     if is_finished(&job) {
         // Its pods' results are counted: any finalizer left is released.
         let uid = job.uid().unwrap_or_default();

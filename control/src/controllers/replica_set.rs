@@ -23,7 +23,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::warn;
 
-use super::expectations::Expectations;
+use super::expectations::{Expectations, owner_key};
 use super::informer::Informer;
 use super::ownership::{Selector, claim, controller_reference, owners_of};
 use super::pods::{self, PodControl};
@@ -149,11 +149,7 @@ async fn reconcile<K: ReplicaOwner>(
         client: &ctx.client,
         recorder: &ctx.recorder,
         expectations: &ctx.expectations,
-        key: format!(
-            "{namespace}/{}/{}",
-            owner.name_any(),
-            owner.uid().unwrap_or_default()
-        ),
+        key: owner_key(owner.as_ref()),
     };
     let settled = control.settled(&ctx.pods, &namespace);
     let candidates = ctx

@@ -31,7 +31,7 @@ use tracing::warn;
 use self::identity::{has_claims, ordinal_of, retention, revision_of};
 use self::pass::Pass;
 use self::plan::{Members, Policy, is_running_and_available, is_running_and_ready};
-use super::expectations::Expectations;
+use super::expectations::{Expectations, owner_key};
 use super::history;
 use super::informer::Informer;
 use super::ownership::{Selector, claim, owners_of};
@@ -150,11 +150,7 @@ fn members(set: &StatefulSet, owned: &[Arc<Pod>]) -> Members {
 
 async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Action, StatefulSetError> {
     let namespace = set.namespace().unwrap_or_default();
-    let key = format!(
-        "{namespace}/{}/{}",
-        set.name_any(),
-        set.uid().unwrap_or_default()
-    );
+    let key = owner_key(set.as_ref());
     let selector = selector(&set);
     if selector.is_empty() {
         // Validation refuses it; Kubernetes acts on no such set.
